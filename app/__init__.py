@@ -1,0 +1,1 @@
+"""cx-survey: customer-journey surveys and org-hierarchy satisfaction indices."""

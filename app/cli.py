@@ -1,0 +1,205 @@
+"""The `cx-survey` command: serve, migrate, keys, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import AppError
+from app.keys.scopes import Scope
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="cx-survey: customer-journey surveys and org-hierarchy satisfaction indices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise _fail(f"invalid configuration: {exc}", 2) from exc
+
+
+def prepare_database(settings: Settings) -> str:
+    """Resolve the database (CX_DATABASE_URL or the embedded server) and migrate it to head."""
+    from app.migrate import resolve_database_url, upgrade
+
+    url = resolve_database_url(settings)
+    asyncio.run(upgrade(url))
+    return url
+
+
+def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Migrate, then run `action` in one committed transaction."""
+    url = prepare_database(settings)
+
+    async def run() -> T:
+        engine = create_engine(settings, url, pool_size=1, max_overflow=0)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await action(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except AppError as exc:
+        raise _fail(exc.detail) from exc
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Migrate the database and serve the API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    url = prepare_database(settings)
+    # Workers (and this process's app) use the resolved database instead of starting their own.
+    os.environ["CX_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    from app.meta import TimezoneMismatch
+
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level,
+            proxy_headers=True,
+            timeout_graceful_shutdown=20,
+        )
+    except TimezoneMismatch as exc:
+        raise _fail(str(exc), 2) from exc
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply every pending migration."""
+    prepare_database(_settings())
+    typer.echo("database is at the latest schema", err=True)
+
+
+@cli.command()
+def rebuild(
+    reporting_timezone: Annotated[
+        str, typer.Option(help="The reporting time zone to rebuild for (IANA name).")
+    ],
+) -> None:
+    """Recompute local dates and index rollups for a reporting time zone, and record it.
+
+    Stop the service first: the rebuild holds the responses table while it runs.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from app.meta import set_reporting_timezone
+
+    try:
+        ZoneInfo(reporting_timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise _fail(f"unknown time zone {reporting_timezone!r}", 2) from exc
+
+    async def action(session: AsyncSession) -> None:
+        from app.db import driver_connection
+        from app.indices import store
+
+        await store.rebuild(await driver_connection(session), zone=reporting_timezone)
+        await set_reporting_timezone(await session.connection(), reporting_timezone)
+
+    _with_session(_settings(), action)
+    typer.echo(f"reporting time zone is now {reporting_timezone}", err=True)
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    scope: Annotated[list[Scope], typer.Option(help="A scope; repeat for several.")],
+    org: Annotated[str | None, typer.Option(help="Bind the key to this org's subtree.")] = None,
+    source: Annotated[str | None, typer.Option(help="Bind the key to this source.")] = None,
+) -> None:
+    """Create a key and print it (only the key) on stdout."""
+    from app.keys.service import create_key
+
+    async def action(session: AsyncSession) -> str:
+        issued = await create_key(
+            session, name=name, scopes=list(scope), org_code=org, source=source
+        )
+        return issued.secret_key
+
+    typer.echo(_with_session(_settings(), action))
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List keys: id, name, scopes, org, source, created, revoked."""
+    from app.keys.service import list_keys
+
+    async def action(session: AsyncSession) -> list[list[str]]:
+        return [
+            [
+                key.id,
+                key.name,
+                ",".join(key.scopes),
+                org or "-",
+                key.source or "-",
+                key.created_at.isoformat(timespec="seconds"),
+                key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+            ]
+            for key, org in await list_keys(session)
+        ]
+
+    rows = _with_session(_settings(), action)
+    header = ["id", "name", "scopes", "org", "source", "created", "revoked"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key by id."""
+    from app.keys.service import revoke_key
+
+    async def action(session: AsyncSession) -> None:
+        await revoke_key(session, key_id=key_id)
+
+    _with_session(_settings(), action)
+    typer.echo(f"revoked {key_id}", err=True)
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Service configuration: one Settings object read from CX_* environment variables and `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_PSEUDONYM_KEY = "cx-survey-development-pseudonym-key-do-not-use-in-production"
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Everything the service and the `cx-survey` command can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.development
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql+asyncpg://...). Unset: an embedded PostgreSQL.",
+    )
+    data_dir: Path = Field(
+        default=Path(".cx-data"), description="Where the embedded PostgreSQL keeps its data."
+    )
+    reporting_timezone: str = "UTC"
+    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    min_n_default: int = Field(default=30, ge=1)
+    min_n_floor: int = Field(default=5, ge=1)
+    log_level: str = "info"
+    fold_interval_seconds: float = Field(
+        default=1.0, ge=0, description="How often pending index deltas are folded; 0: never."
+    )
+
+    @field_validator("reporting_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("CX_DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.env is Environment.production:
+            if self.pseudonym_key == DEV_PSEUDONYM_KEY:
+                raise ValueError(
+                    "CX_PSEUDONYM_KEY must be set to a secret of your own when CX_ENV=production"
+                )
+            if "*" in self.cors_origins:
+                raise ValueError("CX_CORS_ORIGINS='*' is refused when CX_ENV=production")
+        if len(self.pseudonym_key) < 32:
+            raise ValueError("CX_PSEUDONYM_KEY must be at least 32 characters long")
+        if self.min_n_default < self.min_n_floor:
+            raise ValueError("CX_MIN_N_DEFAULT may not be below CX_MIN_N_FLOOR")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.reporting_timezone)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,85 @@
+"""Annotated dependencies shared by the routers: the session, the caller, pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import get_session
+from app.errors import Forbidden, Unauthenticated
+from app.keys.scopes import Scope
+from app.keys.service import Principal, authenticate
+from app.pagination import Pagination
+
+# scope="function": the transaction commits before the response is sent, so an
+# acknowledged write is a committed write.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `cx_<id>_<secret>`.")
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The verified caller; 401 for a missing, malformed, unknown or revoked key."""
+    if credentials is None:
+        header = request.headers.get("authorization")
+        if header:
+            raise Unauthenticated("The Authorization header must be 'Bearer <key>'.")
+        raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
+    principal = await authenticate(session, raw_key=credentials.credentials.strip())
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits only keys holding `scope` (or admin)."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if not principal.has(scope):
+            raise Forbidden(f"This operation needs the {scope.value!r} scope.")
+        return principal
+
+    return check
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+OrgsWriter = Annotated[Principal, Depends(require(Scope.orgs_write))]
+SurveysReader = Annotated[Principal, Depends(require(Scope.surveys_read))]
+SurveysWriter = Annotated[Principal, Depends(require(Scope.surveys_write))]
+ResponsesReader = Annotated[Principal, Depends(require(Scope.responses_read))]
+ResponsesWriter = Annotated[Principal, Depends(require(Scope.responses_write))]
+IndicesReader = Annotated[Principal, Depends(require(Scope.indices_read))]
+IndicesWriter = Annotated[Principal, Depends(require(Scope.indices_write))]
+Admin = Annotated[Principal, Depends(require(Scope.admin))]
+
+__all__ = [
+    "Admin",
+    "IndicesReader",
+    "IndicesWriter",
+    "OrgsWriter",
+    "Pagination",
+    "PrincipalDep",
+    "ResponsesReader",
+    "ResponsesWriter",
+    "SessionDep",
+    "SettingsDep",
+    "SurveysReader",
+    "SurveysWriter",
+]

@@ -1,0 +1,287 @@
+"""Error kinds of the API and the one handler that renders them as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("cx_survey.errors")
+
+PROBLEM_BASE = "https://cx-survey.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+Loc = Sequence[str | int]
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+class AppError(Exception):
+    """An error the API reports to its client; subclasses fix status, type and title."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return PROBLEM_BASE + cls.slug
+
+
+class MalformedRequest(AppError):
+    status = 400
+    slug = "malformed-request"
+    title = "The request body is not valid JSON"
+
+
+class Unauthenticated(AppError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Missing or invalid API key"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="cx-survey"'})
+
+
+class Forbidden(AppError):
+    status = 403
+    slug = "forbidden"
+    title = "The API key may not do this"
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict with the current state"
+
+
+class Gone(AppError):
+    status = 410
+    slug = "gone"
+    title = "Gone"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ValidationFailed(AppError):
+    status = 422
+    slug = "validation-error"
+    title = "The request is not valid"
+
+    @classmethod
+    def at(cls, loc: Loc, msg: str) -> ValidationFailed:
+        """One validation error at `loc`, e.g. ("body", "answers", "overall")."""
+        return cls(msg, errors=[{"loc": list(loc), "msg": msg}])
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    slug = "service-unavailable"
+    title = "The service cannot reach its database"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+def problem(
+    error_type: str,
+    title: str,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProblemResponse:
+    """Render one problem+json response."""
+    body: dict[str, Any] = {"type": error_type, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def render(error: AppError) -> ProblemResponse:
+    return problem(
+        error.type_uri(),
+        error.title,
+        error.status,
+        error.detail,
+        errors=error.errors,
+        headers=error.headers,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        errors.append({"loc": [p for p in err.get("loc", ()) if p != "function-after"], "msg": msg})
+    return errors
+
+
+async def _app_error(_: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, AppError)
+    return render(exc)
+
+
+async def _request_validation(_: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        return render(MalformedRequest("The request body could not be parsed as JSON."))
+    errors = _validation_errors(exc)
+    detail = (
+        "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        or "invalid request"
+    )
+    return render(ValidationFailed(detail, errors=errors))
+
+
+_HTTP_KINDS: dict[int, type[AppError]] = {
+    400: AppError,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: ValidationFailed,
+}
+
+
+async def _http_exception(_: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = _HTTP_KINDS.get(exc.status_code)
+    if kind is None:
+        phrase = HTTPStatus(exc.status_code).phrase
+        return problem(
+            PROBLEM_BASE + phrase.lower().replace(" ", "-"),
+            phrase,
+            exc.status_code,
+            str(exc.detail),
+            headers=exc.headers,
+        )
+    detail = str(exc.detail) if exc.detail else kind.title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such resource."
+    return problem(kind.type_uri(), kind.title, exc.status_code, detail, headers=exc.headers)
+
+
+async def _integrity_error(_: Request, exc: Exception) -> ProblemResponse:
+    # A unique key raced by a concurrent writer: the resource exists now.
+    logger.info("integrity error turned into 409: %s", type(exc).__name__)
+    return render(Conflict("The resource conflicts with one that exists already."))
+
+
+async def _database_error(_: Request, exc: Exception) -> ProblemResponse:
+    if (
+        isinstance(exc, DBAPIError)
+        and not exc.connection_invalidated
+        and not _is_connection_error(exc)
+    ):
+        return await _unexpected(_, exc)
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return render(ServiceUnavailable("The database is unavailable; retry shortly."))
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | ConnectionError | PoolTimeoutError):
+            return True
+        name = type(current).__name__
+        if name in {
+            "ConnectionDoesNotExistError",
+            "CannotConnectNowError",
+            "ConnectionFailureError",
+            "InterfaceError",
+            "AdminShutdownError",
+            "TooManyConnectionsError",
+        }:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def _unexpected(_: Request, exc: Exception) -> ProblemResponse:
+    if _is_connection_error(exc):
+        return render(ServiceUnavailable("The database is unavailable; retry shortly."))
+    logger.exception("unhandled error", exc_info=exc)
+    return problem(
+        PROBLEM_BASE + "internal-error",
+        "Internal server error",
+        500,
+        "An unexpected error occurred; it has been logged.",
+    )
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Route every error kind through problem+json."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+ALL_ERROR_KINDS: tuple[type[AppError], ...] = (
+    MalformedRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    Gone,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    ServiceUnavailable,
+)

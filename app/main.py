@@ -1,0 +1,100 @@
+"""The ASGI application: create_app() wires settings, database, routers and error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import health
+from app.config import Settings, get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import register_error_handlers
+from app.indices import worker as fold_worker
+from app.indices.router import router as indices_router
+from app.keys.router import router as keys_router
+from app.meta import check_reporting_timezone
+from app.middleware import JsonOnly
+from app.orgs.router import router as orgs_router
+from app.responses.erasure import router as erasure_router
+from app.responses.router import router as responses_router
+from app.stages.router import router as stages_router
+from app.surveys.router import router as surveys_router
+
+logger = logging.getLogger("cx_survey")
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
+    """Build the application; `engine` lets tests hand in their own database."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        if own_engine:
+            from app.migrate import resolve_database_url
+
+            url = await asyncio.to_thread(resolve_database_url, settings)
+            app.state.engine = create_engine(settings, url)
+        else:
+            app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(app.state.engine)
+        async with app.state.engine.begin() as conn:
+            await check_reporting_timezone(conn, settings.reporting_timezone)
+        stop = asyncio.Event()
+        folder = None
+        if settings.fold_interval_seconds > 0:
+            folder = asyncio.create_task(
+                fold_worker.run(
+                    app.state.engine, interval=settings.fold_interval_seconds, stop=stop
+                )
+            )
+        try:
+            yield
+        finally:
+            stop.set()
+            if folder is not None:
+                await folder
+            if own_engine:
+                await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="cx-survey",
+        version="1.0.0",
+        summary="Customer-journey surveys and org-hierarchy satisfaction indices.",
+        lifespan=lifespan,
+        # A body without Content-Type is read as JSON; other types are refused by JsonOnly.
+        strict_content_type=False,
+    )
+    app.state.settings = settings
+    if engine is not None:
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+    app.add_middleware(JsonOnly)
+    if settings.cors_origins:  # added last = outermost, so that every answer carries CORS headers
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Location", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    register_error_handlers(app)
+    for router in (
+        health.router,
+        stages_router,
+        orgs_router,
+        surveys_router,
+        responses_router,
+        indices_router,
+        erasure_router,
+        keys_router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,23 @@
+"""Every table, imported in one place so that Alembic sees the whole metadata."""
+
+from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
+from app.keys.models import ApiKey
+from app.meta import Meta
+from app.orgs.models import Org
+from app.responses.models import Response, Tombstone
+from app.surveys.models import Survey, SurveyVersion
+
+__all__ = [
+    "ApiKey",
+    "IndexDelta",
+    "IndexRollup",
+    "IndexRollupStage",
+    "Meta",
+    "Org",
+    "Response",
+    "StageWeights",
+    "Survey",
+    "SurveyVersion",
+    "Target",
+    "Tombstone",
+]
