@@ -1,0 +1,1 @@
+"""API keys: issuing, hashing, revocation and the request principal."""

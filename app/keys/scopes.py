@@ -1,0 +1,16 @@
+"""The scopes an API key can hold."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    orgs_write = "orgs:write"
+    surveys_read = "surveys:read"
+    surveys_write = "surveys:write"
+    responses_read = "responses:read"
+    responses_write = "responses:write"
+    indices_read = "indices:read"
+    indices_write = "indices:write"
+    admin = "admin"

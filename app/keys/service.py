@@ -1,0 +1,147 @@
+"""Issuing, listing, revoking and verifying API keys (`cx_<id>_<secret>`, secret hashed)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import NotFound, Unauthenticated, ValidationFailed
+from app.keys.models import ApiKey
+from app.keys.scopes import Scope
+from app.orgs.models import Org
+
+KEY_PATTERN = re.compile(r"^cx_([a-z0-9]{1,32})_([A-Za-z0-9_-]{16,128})$")
+_DUMMY_HASH = hashlib.sha256(b"cx-survey: no such key").digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a verified key with its scopes and optional org/source binding."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[Scope]
+    org_id: int | None = None
+    org_code: str | None = None
+    source: str | None = None
+
+    def has(self, scope: Scope) -> bool:
+        return Scope.admin in self.scopes or scope in self.scopes
+
+    def sees(self, org_path: list[int]) -> bool:
+        """Whether an org with this ancestor path lies inside the key's subtree."""
+        return self.org_id is None or self.org_id in org_path
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    org_code: str | None
+    secret_key: str
+
+
+def hash_secret(secret: str) -> bytes:
+    # The secret carries 256 random bits, so a fast hash is as strong as a slow one here.
+    return hashlib.sha256(secret.encode()).digest()
+
+
+async def authenticate(session: AsyncSession, *, raw_key: str) -> Principal:
+    """Verify a presented key in constant time; unknown, malformed or revoked → 401."""
+    match = KEY_PATTERN.match(raw_key)
+    if match is None:
+        raise Unauthenticated("The API key is malformed; expected cx_<id>_<secret>.")
+    key_id, secret = match.groups()
+    row = (
+        await session.execute(
+            select(ApiKey, Org.code)
+            .outerjoin(Org, Org.id == ApiKey.org_id)
+            .where(ApiKey.id == key_id)
+        )
+    ).first()
+    expected = row[0].secret_hash if row else _DUMMY_HASH
+    valid = hmac.compare_digest(hash_secret(secret), expected)
+    if row is None or not valid:
+        raise Unauthenticated("The API key is not known.")
+    key, org_code = row
+    if key.revoked_at is not None:
+        raise Unauthenticated("The API key has been revoked.")
+    return Principal(
+        key_id=key.id,
+        name=key.name,
+        scopes=frozenset(Scope(s) for s in key.scopes),
+        org_id=key.org_id,
+        org_code=org_code,
+        source=key.source,
+    )
+
+
+async def create_key(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: list[Scope],
+    org_code: str | None = None,
+    source: str | None = None,
+    creator: Principal | None = None,
+) -> IssuedKey:
+    """Issue a key; the whole secret is returned once and only its hash is kept."""
+    if not scopes:
+        raise ValidationFailed.at(("body", "scopes"), "at least one scope is required")
+    org_id = None
+    if creator is not None and creator.org_id is not None and org_code is None:
+        org_code = creator.org_code
+    if org_code is not None:
+        org = (await session.execute(select(Org).where(Org.code == org_code))).scalar_one_or_none()
+        if org is None or (creator is not None and not creator.sees(org.path)):
+            raise ValidationFailed.at(("body", "org"), f"unknown org {org_code!r}")
+        org_id = org.id
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=key_id,
+        name=name,
+        secret_hash=hash_secret(secret),
+        scopes=sorted({s.value for s in scopes}),
+        org_id=org_id,
+        source=source,
+    )
+    session.add(key)
+    await session.flush()
+    await session.refresh(key)
+    return IssuedKey(key=key, org_code=org_code, secret_key=f"cx_{key_id}_{secret}")
+
+
+def _visible_keys(viewer: Principal | None) -> Select[ApiKey, str]:
+    query = select(ApiKey, Org.code).outerjoin(Org, Org.id == ApiKey.org_id)
+    if viewer is not None and viewer.org_id is not None:
+        query = query.where(Org.path.contains([viewer.org_id]))
+    return query
+
+
+async def list_keys(
+    session: AsyncSession, *, viewer: Principal | None = None
+) -> list[tuple[ApiKey, str | None]]:
+    """Every key (or every key inside the viewer's subtree), oldest first."""
+    query = _visible_keys(viewer).order_by(ApiKey.created_at, ApiKey.id)
+    return [(key, code) for key, code in (await session.execute(query)).all()]
+
+
+async def revoke_key(
+    session: AsyncSession, *, key_id: str, viewer: Principal | None = None
+) -> tuple[ApiKey, str | None]:
+    """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
+    row = (await session.execute(_visible_keys(viewer).where(ApiKey.id == key_id))).first()
+    if row is None:
+        raise NotFound(f"No API key with id {key_id!r}.")
+    key, code = row
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        await session.flush()
+    return key, code

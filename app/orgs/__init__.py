@@ -1,0 +1,1 @@
+"""The organization tree: orgs addressed by code, with materialized ancestor paths."""

@@ -1,0 +1,1 @@
+"""Survey responses: validation against the survey version, idempotent ingestion, reads."""

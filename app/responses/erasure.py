@@ -1,0 +1,93 @@
+"""Erasure of responses (admin): the rows go, a tombstone of (source, external_id) stays.
+
+Deleting rows fires the index trigger, so every index forgets them at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import driver_connection
+from app.deps import Admin, SessionDep, SettingsDep
+from app.keys.service import Principal
+from app.responses.prepare import pseudonymize, tombstone_hash
+from app.responses.service import ResponseNotFound
+
+router = APIRouter(tags=["erasure"])
+
+_DELETE = """
+DELETE FROM responses r USING orgs o
+WHERE o.id = r.org_id AND {match} AND ($2::bigint IS NULL OR o.path @> ARRAY[$2::bigint])
+RETURNING r.source, r.external_id, r.org_id
+"""
+_TOMBSTONE = """
+INSERT INTO tombstones (key_hash, org_id, reason)
+SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::text[])
+ON CONFLICT (key_hash) DO NOTHING
+"""
+
+
+async def _erase(
+    session: AsyncSession, match: str, value: Any, principal: Principal, reason: str
+) -> int:
+    conn = await driver_connection(session)
+    rows = await conn.fetch(_DELETE.format(match=match), value, principal.org_id)
+    if rows:
+        await conn.execute(
+            _TOMBSTONE,
+            [tombstone_hash(r["source"], r["external_id"]) for r in rows],
+            [r["org_id"] for r in rows],
+            [reason] * len(rows),
+        )
+    return len(rows)
+
+
+async def erase_response(session: AsyncSession, *, response_id: str, principal: Principal) -> None:
+    """Erase one response; 404 when it does not exist or lies outside the key's subtree."""
+    if not response_id.isdigit() or len(response_id) > 18:
+        raise ResponseNotFound(f"No response with id {response_id!r}.")
+    if not await _erase(session, "r.id = $1", int(response_id), principal, "erased"):
+        raise ResponseNotFound(f"No response with id {response_id!r}.")
+
+
+async def erase_customer(
+    session: AsyncSession, *, ref: str, principal: Principal, pseudonym_key: str
+) -> int:
+    """Erase every response of a customer (by the ref the client knows); how many."""
+    pseudonym = pseudonymize(pseudonym_key, ref)
+    return await _erase(session, "r.customer_pseudonym = $1", pseudonym, principal, "erased")
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+@router.delete("/v1/responses/{response_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_response(
+    response_id: Annotated[str, Path(description="The response id.")],
+    session: SessionDep,
+    admin: Admin,
+) -> Response:
+    """Erase one response; posting its (source, external_id) again is then refused with 410."""
+    await erase_response(session, response_id=response_id, principal=admin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/v1/customers/{ref}/responses")
+async def delete_customer_responses(
+    ref: Annotated[
+        str, Path(description="The customer ref as the client knows it.", max_length=256)
+    ],
+    session: SessionDep,
+    admin: Admin,
+    settings: SettingsDep,
+) -> Deleted:
+    """Erase all responses of one customer."""
+    count = await erase_customer(
+        session, ref=ref, principal=admin, pseudonym_key=settings.pseudonym_key
+    )
+    return Deleted(deleted=count)

@@ -1,0 +1,132 @@
+"""The one bulk write path for responses: the single POST, the batch, the import and the loader.
+
+Rows go in with one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` on the asyncpg
+connection of the caller's transaction; idempotency rests on the unique (source, external_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import driver_connection
+from app.responses.prepare import Prepared, tombstone_hash
+from app.responses.schemas import ItemStatus
+
+_INSERT = """
+INSERT INTO responses (
+    org_id, survey_version_id, stage, occurred_at, occurred_on, source, external_id, channel,
+    customer_type, customer_pseudonym, answers, score, scale_min, scale_max,
+    primary_type, fingerprint)
+SELECT org_id, survey_version_id, stage::stage, occurred_at, occurred_on, source, external_id,
+       channel,
+       customer_type::customer_type, customer_pseudonym, answers::jsonb, score, scale_min,
+       scale_max, primary_type::question_type, fingerprint
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::date[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::smallint[],
+            $13::smallint[], $14::smallint[], $15::text[], $16::bytea[])
+    AS t(org_id, survey_version_id, stage, occurred_at, occurred_on, source, external_id, channel,
+         customer_type, customer_pseudonym, answers, score, scale_min, scale_max,
+         primary_type, fingerprint)
+ON CONFLICT (source, external_id) DO NOTHING
+RETURNING id, source, external_id, received_at
+"""
+
+_EXISTING = """
+SELECT r.id, r.source, r.external_id, r.fingerprint
+FROM responses r
+JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
+  ON r.source = k.source AND r.external_id = k.external_id
+"""
+
+_TOMBSTONED = "SELECT key_hash FROM tombstones WHERE key_hash = ANY($1::bytea[])"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of one item: its status and, where a row stands for it, that row's id."""
+
+    status: ItemStatus
+    id: int | None = None
+    received_at: datetime | None = None
+
+
+def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
+    return [
+        [r.org_id for r in rows],
+        [r.survey_version_id for r in rows],
+        [r.stage.value for r in rows],
+        [r.occurred_at for r in rows],
+        [r.occurred_on for r in rows],
+        [r.source for r in rows],
+        [r.external_id for r in rows],
+        [r.channel for r in rows],
+        [r.customer_type.value for r in rows],
+        [r.pseudonym for r in rows],
+        [orjson.dumps(r.answers).decode() for r in rows],
+        [r.score for r in rows],
+        [r.scale_min for r in rows],
+        [r.scale_max for r in rows],
+        [r.primary_type.value for r in rows],
+        [r.fingerprint for r in rows],
+    ]
+
+
+async def store(session: AsyncSession, items: Sequence[Prepared]) -> list[Stored]:
+    """Store valid items idempotently; one result per item, in item order.
+
+    An item that repeats an earlier item of the same call is judged against that item.
+    """
+    firsts: dict[tuple[str, str], Prepared] = {}
+    for item in items:
+        firsts.setdefault(item.key, item)
+    if not firsts:
+        return []
+    conn = await driver_connection(session)
+
+    hashes = {key: tombstone_hash(*key) for key in firsts}
+    gone_hashes = {
+        bytes(row["key_hash"]) for row in await conn.fetch(_TOMBSTONED, list(hashes.values()))
+    }
+    outcome: dict[tuple[str, str], Stored] = {
+        key: Stored(ItemStatus.gone) for key, h in hashes.items() if h in gone_hashes
+    }
+    # A fixed order keeps concurrent writers of overlapping keys from deadlocking.
+    todo = sorted((item for key, item in firsts.items() if key not in outcome), key=lambda i: i.key)
+    if todo:
+        for row in await conn.fetch(_INSERT, *_columns(todo)):
+            key = (row["source"], row["external_id"])
+            outcome[key] = Stored(ItemStatus.created, row["id"], row["received_at"])
+        missing = [item for item in todo if item.key not in outcome]
+        if missing:
+            rows = await conn.fetch(
+                _EXISTING, [i.source for i in missing], [i.external_id for i in missing]
+            )
+            stored = {(r["source"], r["external_id"]): r for r in rows}
+            for item in missing:
+                row = stored.get(item.key)
+                if row is None:  # erased between our insert and this read
+                    outcome[item.key] = Stored(ItemStatus.gone)
+                    continue
+                same = bytes(row["fingerprint"]) == item.fingerprint
+                status = ItemStatus.duplicate if same else ItemStatus.conflict
+                outcome[item.key] = Stored(status, row["id"])
+
+    results = []
+    for item in items:
+        first = firsts[item.key]
+        result = outcome[item.key]
+        if item is not first:
+            if result.status is ItemStatus.gone:
+                pass
+            elif item.fingerprint != first.fingerprint:
+                result = Stored(ItemStatus.conflict, result.id)
+            elif result.status is ItemStatus.created:
+                result = Stored(ItemStatus.duplicate, result.id)
+        results.append(result)
+    return results

@@ -1,0 +1,327 @@
+"""Turning a posted response into a row: resolve references, check answers, score, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.keys.service import Principal
+from app.orgs.models import Org
+from app.responses.models import CustomerType
+from app.responses.schemas import ResponseIn
+from app.stages import Stage
+from app.surveys.models import RATING_TYPES, QuestionType, Survey, SurveyVersion
+from app.surveys.schemas import MAX_TEXT_ANSWER
+
+Loc = tuple[str | int, ...]
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A valid response, ready for the write path."""
+
+    index: int
+    org_id: int
+    org_code: str
+    survey_code: str
+    survey_version_id: int
+    survey_version: int
+    stage: Stage
+    occurred_at: datetime
+    occurred_on: date
+    source: str
+    external_id: str
+    channel: str | None
+    customer_type: CustomerType
+    pseudonym: bytes | None
+    answers: dict[str, Any]
+    score: int
+    scale_min: int
+    scale_max: int
+    primary_type: QuestionType
+    fingerprint: bytes
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.external_id)
+
+    @property
+    def normalized(self) -> float:
+        return 100 * (self.score - self.scale_min) / (self.scale_max - self.scale_min)
+
+
+class ItemInvalid(Exception):
+    """The item cannot be stored; `errors` say where and why."""
+
+    def __init__(self, errors: list[dict[str, Any]], *, forbidden: bool = False) -> None:
+        super().__init__(errors[0]["msg"] if errors else "invalid")
+        self.errors = errors
+        self.forbidden = forbidden
+
+
+def pseudonymize(key: str, ref: str) -> bytes:
+    """The keyed pseudonym under which a customer ref is stored (HMAC-SHA256)."""
+    return hmac.new(key.encode(), ref.encode(), hashlib.sha256).digest()
+
+
+def tombstone_hash(source: str, external_id: str) -> bytes:
+    """What a tombstone keeps of a response: a hash of its (source, external_id)."""
+    return hashlib.sha256(f"{source}\x00{external_id}".encode()).digest()
+
+
+def fingerprint(
+    *,
+    survey_version_id: int,
+    org_id: int,
+    occurred_at: datetime,
+    channel: str | None,
+    customer_type: CustomerType,
+    pseudonym: bytes | None,
+    answers: dict[str, Any],
+) -> bytes:
+    """A digest of the normalized content that decides 'same content' for a retried response."""
+    instant_us = round(occurred_at.timestamp() * 1_000_000)
+    canonical = orjson.dumps(
+        [
+            survey_version_id,
+            org_id,
+            instant_us,
+            channel,
+            customer_type.value,
+            pseudonym.hex() if pseudonym else None,
+            answers,
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).digest()
+
+
+def _scale(question: dict[str, Any]) -> tuple[int, int]:
+    scale = question["scale"]
+    return int(scale["min"]), int(scale["max"])
+
+
+def check_answers(
+    questions: Sequence[dict[str, Any]], answers: dict[str, Any], loc: Loc
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Answers normalized (integers as int, nulls dropped) and the errors found, by question."""
+    by_key = {q["key"]: q for q in questions}
+    errors: list[dict[str, Any]] = []
+    normalized: dict[str, Any] = {}
+    for key in answers:
+        if key not in by_key:
+            errors.append({"loc": [*loc, key], "msg": f"unknown question {key!r}"})
+    for question in questions:
+        key = question["key"]
+        value = answers.get(key)
+        where = [*loc, key]
+        if value is None:
+            if question.get("required", True):
+                errors.append({"loc": where, "msg": "an answer is required"})
+            continue
+        kind = QuestionType(question["type"])
+        if kind in RATING_TYPES:
+            low, high = _scale(question)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (isinstance(value, float) and not value.is_integer())
+            ):
+                errors.append({"loc": where, "msg": f"must be an integer from {low} to {high}"})
+                continue
+            number = int(value)
+            if not low <= number <= high:
+                errors.append({"loc": where, "msg": f"must be an integer from {low} to {high}"})
+                continue
+            normalized[key] = number
+        elif kind is QuestionType.choice:
+            if not isinstance(value, str) or value not in question["options"]:
+                errors.append({"loc": where, "msg": "must be one of the question's options"})
+                continue
+            normalized[key] = value
+        else:
+            if not isinstance(value, str):
+                errors.append({"loc": where, "msg": "must be a string"})
+                continue
+            if len(value) > MAX_TEXT_ANSWER:
+                errors.append(
+                    {"loc": where, "msg": f"must be at most {MAX_TEXT_ANSWER} characters"}
+                )
+                continue
+            normalized[key] = value
+    return normalized, errors
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRef:
+    id: int
+    code: str
+    path: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyRef:
+    id: int
+    code: str
+    stage: Stage
+    latest_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    id: int
+    version: int
+    primary_key: str
+    primary_type: QuestionType
+    scale_min: int
+    scale_max: int
+    questions: list[dict[str, Any]]
+
+
+@dataclass
+class Catalog:
+    """The surveys, versions and orgs that a set of items refers to, loaded in three queries."""
+
+    surveys: dict[str, SurveyRef]
+    versions: dict[tuple[int, int], VersionRef]
+    orgs: dict[str, OrgRef]
+
+    @classmethod
+    async def load(cls, session: AsyncSession, items: Iterable[ResponseIn]) -> Catalog:
+        items = list(items)
+        survey_codes = {item.survey for item in items}
+        org_codes = {item.org for item in items}
+        rows = await session.execute(
+            select(Survey.id, Survey.code, Survey.stage, Survey.latest_version).where(
+                Survey.code.in_(survey_codes)
+            )
+        )
+        surveys = {row.code: SurveyRef(*row) for row in rows}
+        wanted = {
+            (surveys[item.survey].id, item.survey_version or surveys[item.survey].latest_version)
+            for item in items
+            if item.survey in surveys
+        }
+        versions: dict[tuple[int, int], VersionRef] = {}
+        if wanted:
+            version_rows = await session.execute(
+                select(
+                    SurveyVersion.survey_id,
+                    SurveyVersion.id,
+                    SurveyVersion.version,
+                    SurveyVersion.primary_key,
+                    SurveyVersion.primary_type,
+                    SurveyVersion.scale_min,
+                    SurveyVersion.scale_max,
+                    SurveyVersion.questions,
+                ).where(
+                    SurveyVersion.survey_id.in_({survey_id for survey_id, _ in wanted}),
+                    SurveyVersion.version.in_({number for _, number in wanted}),
+                )
+            )
+            versions = {(row[0], row[2]): VersionRef(*row[1:]) for row in version_rows}
+        org_rows = await session.execute(
+            select(Org.id, Org.code, Org.path).where(Org.code.in_(org_codes))
+        )
+        orgs = {row.code: OrgRef(*row) for row in org_rows}
+        return cls(surveys=surveys, versions=versions, orgs=orgs)
+
+
+def prepare(
+    item: ResponseIn,
+    *,
+    index: int,
+    loc: Loc,
+    catalog: Catalog,
+    principal: Principal,
+    pseudonym_key: str,
+    zone: ZoneInfo,
+    now: datetime,
+) -> Prepared:
+    """Check one response against its survey version and the caller; ItemInvalid if it fails."""
+    errors: list[dict[str, Any]] = []
+    survey = catalog.surveys.get(item.survey)
+    version = None
+    if survey is None:
+        errors.append({"loc": [*loc, "survey"], "msg": f"unknown survey {item.survey!r}"})
+    else:
+        number = item.survey_version or survey.latest_version
+        version = catalog.versions.get((survey.id, number))
+        if version is None:
+            errors.append(
+                {
+                    "loc": [*loc, "survey_version"],
+                    "msg": f"survey {item.survey!r} has no version {number}",
+                }
+            )
+    org = catalog.orgs.get(item.org)
+    if org is None or not principal.sees(org.path):
+        errors.append({"loc": [*loc, "org"], "msg": f"unknown org {item.org!r}"})
+    if item.occurred_at > now + FUTURE_TOLERANCE:
+        errors.append(
+            {"loc": [*loc, "occurred_at"], "msg": "must not be more than a day in the future"}
+        )
+    source = item.source or principal.source
+    if source is None:
+        errors.append({"loc": [*loc, "source"], "msg": "source is required"})
+    elif principal.source is not None and source != principal.source:
+        raise ItemInvalid(
+            [
+                {
+                    "loc": [*loc, "source"],
+                    "msg": f"this key may only post responses of source {principal.source!r}",
+                }
+            ],
+            forbidden=True,
+        )
+    answers: dict[str, Any] = {}
+    if version is not None:
+        answers, answer_errors = check_answers(version.questions, item.answers, (*loc, "answers"))
+        errors.extend(answer_errors)
+    if errors:
+        raise ItemInvalid(errors)
+    assert survey is not None
+    assert version is not None
+    assert org is not None
+    assert source is not None
+    pseudonym = pseudonymize(pseudonym_key, item.customer.ref) if item.customer.ref else None
+    return Prepared(
+        index=index,
+        org_id=org.id,
+        org_code=org.code,
+        survey_code=survey.code,
+        survey_version_id=version.id,
+        survey_version=version.version,
+        stage=survey.stage,
+        occurred_at=item.occurred_at,
+        occurred_on=item.occurred_at.astimezone(zone).date(),
+        source=source,
+        external_id=item.external_id,
+        channel=item.channel,
+        customer_type=item.customer.type,
+        pseudonym=pseudonym,
+        answers=answers,
+        score=answers[version.primary_key],
+        scale_min=version.scale_min,
+        scale_max=version.scale_max,
+        primary_type=version.primary_type,
+        fingerprint=fingerprint(
+            survey_version_id=version.id,
+            org_id=org.id,
+            occurred_at=item.occurred_at,
+            channel=item.channel,
+            customer_type=item.customer.type,
+            pseudonym=pseudonym,
+            answers=answers,
+        ),
+    )

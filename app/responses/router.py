@@ -1,0 +1,95 @@
+"""HTTP routes of responses."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import AwareDatetime
+
+from app.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
+from app.errors import ValidationFailed
+from app.pagination import Page, encode_cursor
+from app.responses import service
+from app.responses.schemas import BatchIn, BatchOut, ResponseIn, ResponseOut
+from app.schemas import CODE_PATTERN
+from app.stages import Stage
+
+router = APIRouter(prefix="/v1/responses", tags=["responses"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": ResponseOut, "description": "A retry of a stored response: nothing new."},
+    },
+)
+async def post_response(
+    body: ResponseIn,
+    session: SessionDep,
+    principal: ResponsesWriter,
+    settings: SettingsDep,
+    response: Response,
+) -> ResponseOut:
+    """Store one response (201); the same (source, external_id) and content again → 200."""
+    stored, created = await service.post_response(
+        session, body=body, principal=principal, settings=settings
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/responses/{stored.id}"
+    return stored
+
+
+@router.post("/batch")
+async def post_batch(
+    body: BatchIn, session: SessionDep, principal: ResponsesWriter, settings: SettingsDep
+) -> BatchOut:
+    """Store 1 to 1,000 responses; each item is judged on its own, valid ones are committed."""
+    return await service.post_batch(
+        session, items=body.items, principal=principal, settings=settings
+    )
+
+
+@router.get("")
+async def list_responses(
+    session: SessionDep,
+    principal: ResponsesReader,
+    page: Pagination,
+    org: Annotated[
+        str | None, Query(pattern=CODE_PATTERN, description="Org (and, by default, its subtree).")
+    ] = None,
+    stage: Stage | None = None,
+    start: Annotated[
+        AwareDatetime | None, Query(alias="from", description="occurred_at ≥ this instant.")
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None, Query(alias="to", description="occurred_at < this instant.")
+    ] = None,
+    include_descendants: bool = True,
+) -> Page[ResponseOut]:
+    """Responses ordered by (occurred_at, id)."""
+    if start is not None and end is not None and start >= end:
+        raise ValidationFailed.at(("query", "to"), "'to' must be after 'from'")
+    items, last = await service.list_responses(
+        session,
+        principal=principal,
+        org_code=org,
+        include_descendants=include_descendants,
+        stage=stage,
+        start=start,
+        end=end,
+        page=page,
+    )
+    return Page[ResponseOut](items=items, next_cursor=encode_cursor(last) if last else None)
+
+
+@router.get("/{response_id}")
+async def get_response(
+    response_id: Annotated[str, Path(description="The response id.")],
+    session: SessionDep,
+    principal: ResponsesReader,
+) -> ResponseOut:
+    """One response."""
+    return await service.get_response(session, response_id=response_id, principal=principal)

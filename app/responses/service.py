@@ -1,0 +1,276 @@
+"""Posting responses (single and batch) and reading them back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
+from app.keys.service import Principal
+from app.orgs.models import Org
+from app.orgs.service import find_referenced
+from app.pagination import PageParams
+from app.responses import ingest
+from app.responses.models import Response
+from app.responses.prepare import Catalog, ItemInvalid, Prepared, prepare
+from app.responses.schemas import (
+    BatchCounts,
+    BatchItemResult,
+    BatchOut,
+    CustomerOut,
+    FieldError,
+    ItemStatus,
+    ResponseIn,
+    ResponseOut,
+    Score,
+)
+from app.stages import Stage
+from app.surveys.models import Survey, SurveyVersion
+
+
+class ResponseNotFound(NotFound):
+    title = "Response not found"
+
+
+class ResponseConflict(Conflict):
+    slug = "response-conflict"
+    title = "A different response was stored under this (source, external_id)"
+
+
+class ResponseGone(Gone):
+    slug = "response-erased"
+    title = "This response was erased and cannot be posted again"
+
+
+class SourceForbidden(Forbidden):
+    slug = "source-forbidden"
+    title = "The key may not post responses of this source"
+
+
+def _render(
+    response: Response, *, org_code: str, survey_code: str, survey_version: int
+) -> ResponseOut:
+    return ResponseOut(
+        id=str(response.id),
+        survey=survey_code,
+        survey_version=survey_version,
+        stage=response.stage,
+        org=org_code,
+        occurred_at=response.occurred_at,
+        received_at=response.received_at,
+        source=response.source,
+        external_id=response.external_id,
+        channel=response.channel,
+        customer=CustomerOut(type=response.customer_type),
+        answers=response.answers,
+        score=Score(
+            raw=response.score,
+            normalized=100
+            * (response.score - response.scale_min)
+            / (response.scale_max - response.scale_min),
+        ),
+    )
+
+
+def _render_prepared(item: Prepared, stored: ingest.Stored) -> ResponseOut:
+    assert stored.id is not None
+    assert stored.received_at is not None
+    return ResponseOut(
+        id=str(stored.id),
+        survey=item.survey_code,
+        survey_version=item.survey_version,
+        stage=item.stage,
+        org=item.org_code,
+        occurred_at=item.occurred_at.astimezone(UTC),
+        received_at=stored.received_at,
+        source=item.source,
+        external_id=item.external_id,
+        channel=item.channel,
+        customer=CustomerOut(type=item.customer_type),
+        answers=item.answers,
+        score=Score(raw=item.score, normalized=item.normalized),
+    )
+
+
+def _with_codes() -> Select[Response, str, str, int]:
+    return (
+        select(Response, Org.code, Survey.code, SurveyVersion.version)
+        .join(Org, Org.id == Response.org_id)
+        .join(SurveyVersion, SurveyVersion.id == Response.survey_version_id)
+        .join(Survey, Survey.id == SurveyVersion.survey_id)
+    )
+
+
+async def _load(session: AsyncSession, response_id: int) -> ResponseOut | None:
+    row = (await session.execute(_with_codes().where(Response.id == response_id))).first()
+    if row is None:
+        return None
+    response, org_code, survey_code, version = row
+    return _render(response, org_code=org_code, survey_code=survey_code, survey_version=version)
+
+
+async def post_response(
+    session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
+) -> tuple[ResponseOut, bool]:
+    """Store one response; (response, created). A retry with the same content is not stored."""
+    catalog = await Catalog.load(session, [body])
+    try:
+        item = prepare(
+            body,
+            index=0,
+            loc=("body",),
+            catalog=catalog,
+            principal=principal,
+            pseudonym_key=settings.pseudonym_key,
+            zone=settings.zone,
+            now=datetime.now(UTC),
+        )
+    except ItemInvalid as exc:
+        if exc.forbidden:
+            raise SourceForbidden(exc.errors[0]["msg"]) from exc
+        raise ValidationFailed(_summary(exc.errors), errors=exc.errors) from exc
+    (stored,) = await ingest.store(session, [item])
+    if stored.status is ItemStatus.created:
+        return _render_prepared(item, stored), True
+    if stored.status is ItemStatus.gone:
+        raise ResponseGone(
+            f"The response ({item.source!r}, {item.external_id!r}) was erased; "
+            "it is not stored again."
+        )
+    if stored.status is ItemStatus.conflict:
+        raise ResponseConflict(
+            f"A response with source {item.source!r} and external_id {item.external_id!r} "
+            "exists with different content."
+        )
+    assert stored.id is not None
+    existing = await _load(session, stored.id)
+    assert existing is not None
+    return existing, False
+
+
+def _summary(errors: Sequence[dict[str, Any]]) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+
+
+async def post_batch(
+    session: AsyncSession, *, items: list[Any], principal: Principal, settings: Settings
+) -> BatchOut:
+    """Store the valid items of a batch; every item gets its own status, in item order."""
+    results: list[BatchItemResult | None] = [None] * len(items)
+    parsed: list[tuple[int, ResponseIn]] = []
+    for index, raw in enumerate(items):
+        try:
+            parsed.append((index, ResponseIn.model_validate(raw)))
+        except ValidationError as exc:
+            errors = [
+                FieldError(
+                    loc=["body", "items", index, *err["loc"]],
+                    msg=str(err["msg"]).removeprefix("Value error, "),
+                )
+                for err in exc.errors()
+            ]
+            results[index] = BatchItemResult(index=index, status=ItemStatus.invalid, errors=errors)
+    catalog = await Catalog.load(session, (body for _, body in parsed))
+    now = datetime.now(UTC)
+    valid: list[Prepared] = []
+    for index, body in parsed:
+        try:
+            valid.append(
+                prepare(
+                    body,
+                    index=index,
+                    loc=("body", "items", index),
+                    catalog=catalog,
+                    principal=principal,
+                    pseudonym_key=settings.pseudonym_key,
+                    zone=settings.zone,
+                    now=now,
+                )
+            )
+        except ItemInvalid as exc:
+            results[index] = BatchItemResult(
+                index=index,
+                status=ItemStatus.invalid,
+                errors=[FieldError(**e) for e in exc.errors],
+            )
+    for item, stored in zip(valid, await ingest.store(session, valid), strict=True):
+        results[item.index] = BatchItemResult(
+            index=item.index,
+            status=stored.status,
+            id=str(stored.id) if stored.id is not None else None,
+        )
+    counts = BatchCounts()
+    final = []
+    for result in results:
+        assert result is not None
+        setattr(counts, result.status.value, getattr(counts, result.status.value) + 1)
+        final.append(result)
+    return BatchOut(results=final, counts=counts)
+
+
+async def get_response(
+    session: AsyncSession, *, response_id: str, principal: Principal
+) -> ResponseOut:
+    """One response, if it exists and lies in the key's subtree."""
+    if not response_id.isdigit() or len(response_id) > 18:
+        raise ResponseNotFound(f"No response with id {response_id!r}.")
+    row = (
+        await session.execute(
+            _with_codes().add_columns(Org.path).where(Response.id == int(response_id))
+        )
+    ).first()
+    if row is None or not principal.sees(row[4]):
+        raise ResponseNotFound(f"No response with id {response_id!r}.")
+    response, org_code, survey_code, version, _ = row
+    return _render(response, org_code=org_code, survey_code=survey_code, survey_version=version)
+
+
+async def list_responses(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    org_code: str | None,
+    include_descendants: bool,
+    stage: Stage | None,
+    start: datetime | None,
+    end: datetime | None,
+    page: PageParams,
+) -> tuple[list[ResponseOut], list[Any] | None]:
+    """Responses ordered by (occurred_at, id), filtered by org subtree, stage and time."""
+    query = _with_codes()
+    if org_code is not None:
+        org = await find_referenced(
+            session, code=org_code, principal=principal, loc=("query", "org")
+        )
+        if include_descendants:
+            query = query.where(Org.path.contains([org.id]))
+        else:
+            query = query.where(Response.org_id == org.id)
+    elif principal.org_id is not None:
+        query = query.where(Org.path.contains([principal.org_id]))
+    if stage is not None:
+        query = query.where(Response.stage == stage)
+    if start is not None:
+        query = query.where(Response.occurred_at >= start)
+    if end is not None:
+        query = query.where(Response.occurred_at < end)
+    if page.after:
+        try:
+            after_at = datetime.fromisoformat(str(page.after[0]))
+            after_id = int(page.after[1])
+        except (ValueError, IndexError, TypeError) as exc:
+            raise ValidationFailed.at(("query", "cursor"), "invalid cursor") from exc
+        query = query.where(tuple_(Response.occurred_at, Response.id) > (after_at, after_id))
+    query = query.order_by(Response.occurred_at, Response.id).limit(page.limit + 1)
+    rows = (await session.execute(query)).all()
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    items = [_render(r, org_code=oc, survey_code=sc, survey_version=v) for r, oc, sc, v in rows]
+    last = [rows[-1][0].occurred_at.isoformat(), rows[-1][0].id] if more else None
+    return items, last

@@ -1,0 +1,1 @@
+"""Versioned survey definitions, one primary rating question each."""
