@@ -1,0 +1,1 @@
+"""Satisfaction indices: pure math, the aggregation store that feeds it, and the routes."""

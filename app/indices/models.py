@@ -1,0 +1,115 @@
+"""Tables of the index: statistics (pending deltas, the folded rollup), weights and targets.
+
+Every row of statistics carries the org it belongs to (the future distribution column).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    SmallInteger,
+    String,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+from app.responses.models import CustomerType, CustomerTypeType
+from app.stages import Stage
+from app.surveys.models import StageType
+
+
+class _Stats:
+    """Integer sums over responses of one (org, stage, month, channel, customer type, scale)."""
+
+    stage: Mapped[Stage] = mapped_column(StageType)
+    month: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(64))  # '' stands for "no channel"
+    customer_type: Mapped[CustomerType] = mapped_column(CustomerTypeType)
+    scale_min: Mapped[int] = mapped_column(SmallInteger)
+    scale_max: Mapped[int] = mapped_column(SmallInteger)
+    n: Mapped[int] = mapped_column(BigInteger)
+    sum_d: Mapped[int] = mapped_column(BigInteger)
+    sum_d2: Mapped[int] = mapped_column(BigInteger)
+    top2: Mapped[int] = mapped_column(BigInteger)
+    nps_n: Mapped[int] = mapped_column(BigInteger)
+    promoters: Mapped[int] = mapped_column(BigInteger)
+    detractors: Mapped[int] = mapped_column(BigInteger)
+
+
+class IndexDelta(_Stats, Base):
+    """Appended by a statement trigger on responses (insert +, delete -); folded by the worker."""
+
+    __tablename__ = "index_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_index_deltas_org_id_month", "org_id", "month"),)
+
+
+class IndexRollup(_Stats, Base):
+    """Folded sums: `tree` false = the org's own responses, true = its whole subtree."""
+
+    __tablename__ = "index_rollup"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_type: Mapped[CustomerType] = mapped_column(CustomerTypeType, primary_key=True)
+    scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+
+
+class IndexRollupStage(Base):
+    """The same sums without channel and customer type: what unfiltered queries read."""
+
+    __tablename__ = "index_rollup_stage"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    sum_d: Mapped[int] = mapped_column(BigInteger)
+    sum_d2: Mapped[int] = mapped_column(BigInteger)
+    top2: Mapped[int] = mapped_column(BigInteger)
+    nps_n: Mapped[int] = mapped_column(BigInteger)
+    promoters: Mapped[int] = mapped_column(BigInteger)
+    detractors: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageWeights(Base):
+    """An org's weight set; stages it does not name weigh 1. Inherited by the subtree."""
+
+    __tablename__ = "stage_weights"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orgs.id"), primary_key=True)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Target(Base):
+    """An org's CSI target for one calendar period (`2026`, `2026-Q3`, `2026-09`)."""
+
+    __tablename__ = "targets"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("orgs.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    csi: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,207 @@
+"""HTTP routes of indices, stage weights and targets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+
+from app.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
+from app.errors import ValidationFailed
+from app.indices import service
+from app.indices.periods import Granularity
+from app.indices.schemas import (
+    ChildList,
+    OrgIndex,
+    Series,
+    TargetIn,
+    TargetList,
+    TargetOut,
+    WeightsIn,
+    WeightsOut,
+)
+from app.indices.store import Filters
+from app.keys.service import Principal
+from app.orgs.models import Org
+from app.orgs.service import get_visible
+from app.responses.models import CustomerType
+from app.stages import Stage
+
+router = APIRouter(prefix="/v1/orgs/{code}", tags=["indices"])
+
+OrgCode = Annotated[str, Path(description="An org code.")]
+MAX_LIST = 50
+
+
+def _csv(value: str | None, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [part.strip() for part in value.split(",")]
+    if not all(items) or len(items) > MAX_LIST:
+        raise ValidationFailed.at(("query", name), "must be a comma-separated list of values")
+    return list(dict.fromkeys(items))
+
+
+def index_scope(
+    settings: SettingsDep,
+    stages: Annotated[str | None, Query(description="Comma-separated stages.")] = None,
+    channel: Annotated[str | None, Query(description="Comma-separated channels.")] = None,
+    customer_type: Annotated[
+        str | None, Query(description="Comma-separated customer types.")
+    ] = None,
+    include_descendants: bool = True,
+    min_n: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="Minimum n of a stage (≥ the floor).")
+    ] = None,
+) -> service.Scope:
+    """The filters and thresholds shared by every index route."""
+    try:
+        stage_list = [Stage(s) for s in _csv(stages, "stages") or []] if stages else None
+    except ValueError as exc:
+        raise ValidationFailed.at(("query", "stages"), f"stages are {', '.join(Stage)}") from exc
+    try:
+        types = (
+            [CustomerType(t) for t in _csv(customer_type, "customer_type") or []]
+            if customer_type
+            else None
+        )
+    except ValueError as exc:
+        raise ValidationFailed.at(
+            ("query", "customer_type"), f"customer types are {', '.join(CustomerType)}"
+        ) from exc
+    channels = _csv(channel, "channel")
+    if channels is not None and any(len(c) > 64 for c in channels):
+        raise ValidationFailed.at(("query", "channel"), "a channel has at most 64 characters")
+    if min_n is not None and min_n < settings.min_n_floor:
+        raise ValidationFailed.at(
+            ("query", "min_n"), f"min_n may not be below the floor of {settings.min_n_floor}"
+        )
+    return service.Scope(
+        filters=Filters(stages=stage_list, channels=channels, customer_types=types),
+        include_descendants=include_descendants,
+        min_n=min_n if min_n is not None else settings.min_n_default,
+    )
+
+
+ScopeDep = Annotated[service.Scope, Depends(index_scope)]
+Period = Annotated[str | None, Query(description="A calendar period: 2026, 2026-Q3 or 2026-09.")]
+From = Annotated[str | None, Query(alias="from", description="First date, YYYY-MM-DD.")]
+To = Annotated[str | None, Query(alias="to", description="Date after the last, YYYY-MM-DD.")]
+
+
+async def _org(session: SessionDep, principal: Principal, code: str) -> Org:
+    return await get_visible(session, code=code, principal=principal)
+
+
+@router.get("/index")
+async def get_index(
+    code: OrgCode,
+    session: SessionDep,
+    principal: IndicesReader,
+    scope: ScopeDep,
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+) -> OrgIndex:
+    """The satisfaction index of the org's subtree for a period or a date range."""
+    window = service.parse_window(period, start, end)
+    org = await _org(session, principal, code)
+    return await service.org_index(session, org=org, window=window, scope=scope)
+
+
+@router.get("/index/children")
+async def get_children_index(
+    code: OrgCode,
+    session: SessionDep,
+    principal: IndicesReader,
+    scope: ScopeDep,
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+) -> ChildList:
+    """Every direct child's index, ranked."""
+    window = service.parse_window(period, start, end)
+    org = await _org(session, principal, code)
+    return await service.children_index(session, org=org, window=window, scope=scope)
+
+
+@router.get("/index/series")
+async def get_index_series(
+    code: OrgCode,
+    session: SessionDep,
+    principal: IndicesReader,
+    scope: ScopeDep,
+    granularity: Granularity,
+    start: Annotated[str, Query(alias="from", description="A period boundary, YYYY-MM-DD.")],
+    end: Annotated[str, Query(alias="to", description="A period boundary, YYYY-MM-DD.")],
+) -> Series:
+    """One index per month, quarter or year (at most 120 periods)."""
+    windows = service.parse_series(granularity, start, end)
+    org = await _org(session, principal, code)
+    return await service.index_series(session, org=org, windows=windows, scope=scope)
+
+
+@router.get("/stage-weights")
+async def get_stage_weights(
+    code: OrgCode, session: SessionDep, principal: IndicesReader
+) -> WeightsOut:
+    """The weights in force for the org and where they come from."""
+    org = await _org(session, principal, code)
+    return await service.get_weights(session, org=org, visible_from=principal.org_id)
+
+
+@router.put("/stage-weights")
+async def put_stage_weights(
+    code: OrgCode, body: WeightsIn, session: SessionDep, principal: IndicesWriter
+) -> WeightsOut:
+    """Replace the org's weight set (stages not named weigh 1); its subtree inherits it."""
+    org = await _org(session, principal, code)
+    await service.put_weights(session, org=org, weights=body.root)
+    return await service.get_weights(session, org=org, visible_from=principal.org_id)
+
+
+@router.delete("/stage-weights", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_stage_weights(
+    code: OrgCode, session: SessionDep, principal: IndicesWriter
+) -> Response:
+    """Remove the org's own set: it inherits again."""
+    org = await _org(session, principal, code)
+    await service.delete_weights(session, org=org)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+PeriodPath = Annotated[str, Path(description="2026, 2026-Q3 or 2026-09.")]
+
+
+@router.get("/targets")
+async def list_targets(code: OrgCode, session: SessionDep, principal: IndicesReader) -> TargetList:
+    """The org's targets by period (targets are not inherited)."""
+    return await service.list_targets(session, org=await _org(session, principal, code))
+
+
+@router.put("/targets/{period}")
+async def put_target(
+    code: OrgCode, period: PeriodPath, body: TargetIn, session: SessionDep, principal: IndicesWriter
+) -> TargetOut:
+    """Set the org's CSI target for a calendar period."""
+    org = await _org(session, principal, code)
+    return await service.put_target(session, org=org, period=period, csi=body.csi)
+
+
+@router.get("/targets/{period}")
+async def get_target(
+    code: OrgCode, period: PeriodPath, session: SessionDep, principal: IndicesReader
+) -> TargetOut:
+    """The org's target for a period."""
+    org = await _org(session, principal, code)
+    return await service.get_target(session, org=org, period=period)
+
+
+@router.delete("/targets/{period}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_target(
+    code: OrgCode, period: PeriodPath, session: SessionDep, principal: IndicesWriter
+) -> Response:
+    """Remove the org's target for a period."""
+    org = await _org(session, principal, code)
+    await service.delete_target(session, org=org, period=period)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

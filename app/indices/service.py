@@ -1,0 +1,393 @@
+"""Org indices, children rankings and series; stage weights and targets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import driver_connection
+from app.errors import NotFound, ValidationFailed
+from app.indices import store
+from app.indices.math import IndexResult, ScaleStats, compare, compute_index
+from app.indices.models import StageWeights, Target
+from app.indices.periods import Granularity, Window, parse_period, series, window_of
+from app.indices.schemas import (
+    ChildIndex,
+    ChildList,
+    OrgIndex,
+    PreviousIndex,
+    SeriesPoint,
+    StageIndex,
+    TargetList,
+    TargetOut,
+    WeightsOut,
+)
+from app.indices.schemas import Series as SeriesOut
+from app.orgs.models import Org
+from app.stages import Stage
+
+Weights = dict[Stage, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What an index request covers besides the org and the window."""
+
+    filters: store.Filters
+    include_descendants: bool
+    min_n: int
+
+
+class TargetNotFound(NotFound):
+    title = "Target not found"
+
+
+# ---- request parsing -------------------------------------------------------------------------
+
+
+def _date(value: str, name: str) -> date:
+    if len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValidationFailed.at(("query", name), "must be a date YYYY-MM-DD")
+
+
+def parse_window(period: str | None, start: str | None, end: str | None) -> Window:
+    """`period=` or `from=&to=` (exactly one form) as a window."""
+    if period is not None:
+        if start is not None or end is not None:
+            raise ValidationFailed.at(
+                ("query", "period"), "give either period or from/to, not both"
+            )
+        try:
+            return parse_period(period)
+        except ValueError as exc:
+            raise ValidationFailed.at(("query", "period"), str(exc)) from exc
+    if start is None or end is None:
+        missing = "from" if start is None else "to"
+        raise ValidationFailed.at(("query", missing), "give period, or both from and to")
+    try:
+        return window_of(_date(start, "from"), _date(end, "to"))
+    except ValueError as exc:
+        raise ValidationFailed.at(("query", "to"), str(exc)) from exc
+
+
+def parse_series(granularity: Granularity, start: str, end: str) -> list[Window]:
+    try:
+        return series(granularity, _date(start, "from"), _date(end, "to"))
+    except ValueError as exc:
+        raise ValidationFailed.at(("query", "to"), str(exc)) from exc
+
+
+# ---- weights and targets ---------------------------------------------------------------------
+
+
+def _as_weights(raw: Mapping[str, Any]) -> Weights:
+    return {Stage(k): float(v) for k, v in raw.items()}
+
+
+async def _sets(session: AsyncSession, org_ids: Sequence[int]) -> dict[int, Weights]:
+    rows = await session.execute(
+        select(StageWeights.org_id, StageWeights.weights).where(StageWeights.org_id.in_(org_ids))
+    )
+    return {org_id: _as_weights(weights) for org_id, weights in rows}
+
+
+def _nearest(path: Sequence[int], sets: Mapping[int, Weights]) -> tuple[int | None, Weights]:
+    for org_id in reversed(path):
+        if org_id in sets:
+            return org_id, sets[org_id]
+    return None, {}
+
+
+def full_weights(weights: Mapping[Stage, float]) -> Weights:
+    return {stage: float(weights.get(stage, 1.0)) for stage in Stage}
+
+
+async def get_weights(session: AsyncSession, *, org: Org, visible_from: int | None) -> WeightsOut:
+    """The weights in force for `org`: its own set or its nearest ancestor's (all 1 without)."""
+    from_id, weights = _nearest(org.path, await _sets(session, org.path))
+    from_code = None
+    if from_id is not None:
+        from_code = await session.scalar(select(Org.code).where(Org.id == from_id))
+        if visible_from is not None and visible_from not in org.path[: org.path.index(from_id) + 1]:
+            from_code = None  # inherited from above the key's subtree: do not name that org
+    return WeightsOut(org=org.code, from_org=from_code, weights=full_weights(weights))
+
+
+async def put_weights(session: AsyncSession, *, org: Org, weights: Mapping[Stage, float]) -> None:
+    values = {stage.value: weight for stage, weight in weights.items()}
+    await session.execute(
+        insert(StageWeights)
+        .values(org_id=org.id, weights=values)
+        .on_conflict_do_update(
+            index_elements=["org_id"], set_={"weights": values, "updated_at": func.now()}
+        )
+    )
+
+
+async def delete_weights(session: AsyncSession, *, org: Org) -> None:
+    await session.execute(delete(StageWeights).where(StageWeights.org_id == org.id))
+
+
+def check_period(period: str) -> str:
+    try:
+        return parse_period(period).period or period
+    except ValueError as exc:
+        raise ValidationFailed.at(("path", "period"), str(exc)) from exc
+
+
+async def put_target(session: AsyncSession, *, org: Org, period: str, csi: float) -> TargetOut:
+    period = check_period(period)
+    await session.execute(
+        insert(Target)
+        .values(org_id=org.id, period=period, csi=csi)
+        .on_conflict_do_update(
+            index_elements=["org_id", "period"], set_={"csi": csi, "updated_at": func.now()}
+        )
+    )
+    return TargetOut(org=org.code, period=period, csi=csi)
+
+
+async def get_target(session: AsyncSession, *, org: Org, period: str) -> TargetOut:
+    period = check_period(period)
+    csi = await session.scalar(
+        select(Target.csi).where(Target.org_id == org.id, Target.period == period)
+    )
+    if csi is None:
+        raise TargetNotFound(f"Org {org.code!r} has no target for {period}.")
+    return TargetOut(org=org.code, period=period, csi=csi)
+
+
+async def delete_target(session: AsyncSession, *, org: Org, period: str) -> None:
+    period = check_period(period)
+    result = await session.execute(
+        delete(Target).where(Target.org_id == org.id, Target.period == period)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise TargetNotFound(f"Org {org.code!r} has no target for {period}.")
+
+
+async def list_targets(session: AsyncSession, *, org: Org) -> TargetList:
+    rows = await session.scalars(
+        select(Target).where(Target.org_id == org.id).order_by(Target.period)
+    )
+    return TargetList(items=[TargetOut(org=org.code, period=t.period, csi=t.csi) for t in rows])
+
+
+# ---- indices ---------------------------------------------------------------------------------
+
+
+def _stage_items(result: IndexResult) -> list[StageIndex]:
+    return [
+        StageIndex(
+            stage=s.stage,
+            n=s.n,
+            score=s.score,
+            ci95=s.ci95,
+            weight=s.weight,
+            top2box=s.top2box,
+            nps=s.nps,
+            suppressed=s.suppressed,
+        )
+        for s in result.stages
+    ]
+
+
+async def _stats(
+    session: AsyncSession,
+    *,
+    targets: Sequence[int],
+    depth: int,
+    windows: Sequence[Window],
+    scope: Scope,
+    grouping: store.Grouping,
+) -> store.Stats:
+    months: list[date] = []
+    edges: list[tuple[date, date]] = []
+    for window in windows:
+        full, partial = window.months()
+        months.extend(full)
+        edges.extend(partial)
+    conn = await driver_connection(session)
+    # A generic plan cannot see which org and months are asked for and scans the whole rollup.
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    return await store.collect(
+        conn,
+        targets=targets,
+        depth=depth,
+        tree=scope.include_descendants,
+        months=months,
+        edges=edges,
+        filters=scope.filters,
+        grouping=grouping,
+    )
+
+
+def _included(scope: Scope) -> frozenset[Stage] | None:
+    stages = scope.filters.stages
+    return frozenset(stages) if stages is not None else None
+
+
+def _index(
+    stats: Mapping[Stage, Sequence[ScaleStats]], weights: Weights, scope: Scope
+) -> IndexResult:
+    return compute_index(stats, weights=weights, min_n=scope.min_n, included=_included(scope))
+
+
+async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: Scope) -> OrgIndex:
+    """The index of `org` for `window`, with the previous period, delta and target."""
+    _, weights = _nearest(org.path, await _sets(session, org.path))
+    previous_window = window.previous()
+    current = _index(
+        (
+            await _stats(
+                session,
+                targets=[org.id],
+                depth=0,
+                windows=[window],
+                scope=scope,
+                grouping=store.Grouping.scope,
+            )
+        ).get(0, {}),
+        weights,
+        scope,
+    )
+    previous = _index(
+        (
+            await _stats(
+                session,
+                targets=[org.id],
+                depth=0,
+                windows=[previous_window],
+                scope=scope,
+                grouping=store.Grouping.scope,
+            )
+        ).get(0, {}),
+        weights,
+        scope,
+    )
+    comparison = compare(current, previous)
+    target = None
+    if window.period is not None:
+        target = await session.scalar(
+            select(Target.csi).where(Target.org_id == org.id, Target.period == window.period)
+        )
+    attained = None
+    if target is not None and current.csi is not None:
+        attained = current.csi >= target
+    return OrgIndex(
+        org=org.code,
+        from_=window.start,
+        to=window.end,
+        n=current.n,
+        csi=current.csi,
+        ci95=current.ci95,
+        suppressed=current.suppressed,
+        stages=_stage_items(current),
+        previous=PreviousIndex(
+            from_=previous_window.start,
+            to=previous_window.end,
+            n=previous.n,
+            csi=previous.csi,
+            ci95=previous.ci95,
+        ),
+        delta=comparison.delta,
+        significant=comparison.significant,
+        target=target,
+        attained=attained,
+    )
+
+
+async def children_index(
+    session: AsyncSession, *, org: Org, window: Window, scope: Scope
+) -> ChildList:
+    """Every direct child's own index, ranked by csi (competition rank), suppressed last."""
+    children = list(
+        (await session.scalars(select(Org).where(Org.parent_id == org.id).order_by(Org.code))).all()
+    )
+    if not children:
+        return ChildList(items=[])
+    sets = await _sets(session, [*org.path, *(c.id for c in children)])
+    stats = await _stats(
+        session,
+        targets=[c.id for c in children],
+        depth=len(org.path),
+        windows=[window],
+        scope=scope,
+        grouping=store.Grouping.child,
+    )
+    results = []
+    for child in children:
+        _, weights = _nearest([*org.path, child.id], sets)
+        results.append((child, _index(stats.get(child.id, {}), weights, scope)))
+    ranked = sorted(
+        (r for r in results if r[1].csi is not None),
+        key=lambda r: (-(r[1].csi or 0.0), r[0].code),
+    )
+    items: list[ChildIndex] = []
+    previous_csi: float | None = None
+    rank = 0
+    for position, (child, result) in enumerate(ranked, start=1):
+        if result.csi != previous_csi:
+            rank, previous_csi = position, result.csi
+        items.append(_child_item(child, result, rank))
+    items.extend(
+        _child_item(child, result, None) for child, result in results if result.csi is None
+    )
+    return ChildList(items=items)
+
+
+def _child_item(child: Org, result: IndexResult, rank: int | None) -> ChildIndex:
+    return ChildIndex(
+        org=child.code,
+        name=child.name,
+        rank=rank,
+        n=result.n,
+        csi=result.csi,
+        ci95=result.ci95,
+        suppressed=result.suppressed,
+    )
+
+
+async def index_series(
+    session: AsyncSession, *, org: Org, windows: Sequence[Window], scope: Scope
+) -> SeriesOut:
+    """One index per calendar period of the series, each from its months' statistics."""
+    _, weights = _nearest(org.path, await _sets(session, org.path))
+    by_month = await _stats(
+        session,
+        targets=[org.id],
+        depth=0,
+        windows=windows,
+        scope=scope,
+        grouping=store.Grouping.month,
+    )
+    items = []
+    for window in windows:
+        merged: dict[Stage, list[ScaleStats]] = {}
+        for month in window.months()[0]:
+            for stage, scales in by_month.get(month, {}).items():
+                merged.setdefault(stage, []).extend(scales)
+        result = _index(merged, weights, scope)
+        items.append(
+            SeriesPoint(
+                period=window.period or f"{window.start}/{window.end}",
+                from_=window.start,
+                to=window.end,
+                n=result.n,
+                csi=result.csi,
+                ci95=result.ci95,
+                suppressed=result.suppressed,
+                stages=_stage_items(result),
+            )
+        )
+    return SeriesOut(items=items)

@@ -1,0 +1,300 @@
+"""SQL feeding the index math: statistics from the rollup, pending deltas and raw rows.
+
+Invariants (see docs/architecture.md):
+- every response ever committed and not deleted is counted exactly once in
+  (index_rollup own rows) + (index_deltas), per org and month;
+- an org's tree rows in index_rollup equal the sum of the own rows of its current subtree, for
+  everything folded; pending deltas are fanned out over the tree when they are folded;
+- a read is one SQL statement, so it sees rollup and deltas under one snapshot: a concurrent fold
+  (one statement, one transaction) moves a delta into the rollup atomically.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from typing import Any
+
+from app.indices.math import ScaleStats
+from app.responses.models import CustomerType
+from app.stages import Stage
+
+# Fold and tree moves take this lock (transaction-level) so that they never interleave.
+FOLD_LOCK_ID = 7_301_944
+FOLD_CHUNK = 50_000
+STATS = ("n", "sum_d", "sum_d2", "top2", "nps_n", "promoters", "detractors")
+KEY = ("stage", "month", "channel", "customer_type", "scale_min", "scale_max")
+
+
+class Grouping(Enum):
+    scope = "scope"  # one number for the whole scope
+    child = "child"  # one per target org (the direct children of the asked org)
+    month = "month"  # one per month
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    stages: Sequence[Stage] | None = None
+    channels: Sequence[str] | None = None
+    customer_types: Sequence[CustomerType] | None = None
+
+
+Stats = dict[Any, dict[Stage, list[ScaleStats]]]
+
+
+class _Params:
+    """Positional parameters for asyncpg, numbered as they are added."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _filters(alias: str, filters: Filters, params: _Params, *, raw: bool = False) -> str:
+    clauses = []
+    if filters.stages is not None:
+        clauses.append(
+            f"{alias}.stage = ANY({params.add([s.value for s in filters.stages])}::stage[])"
+        )
+    if filters.channels is not None:
+        channel = f"coalesce({alias}.channel, '')" if raw else f"{alias}.channel"
+        clauses.append(f"{channel} = ANY({params.add(list(filters.channels))}::text[])")
+    if filters.customer_types is not None:
+        types = [t.value for t in filters.customer_types]
+        clauses.append(f"{alias}.customer_type = ANY({params.add(types)}::customer_type[])")
+    return "".join(f" AND {c}" for c in clauses)
+
+
+def _raw_stats(alias: str) -> str:
+    d = f"({alias}.score - {alias}.scale_min)"
+    nps = f"{alias}.primary_type = 'nps'"
+    return (
+        f"1, {d}, {d} * {d}, ({alias}.score >= {alias}.scale_max - 1)::int, ({nps})::int, "
+        f"({nps} AND {alias}.score >= 9)::int, ({nps} AND {alias}.score <= 6)::int"
+    )
+
+
+async def collect(
+    conn: Any,
+    *,
+    targets: Sequence[int],
+    depth: int,
+    tree: bool,
+    months: Sequence[date],
+    edges: Sequence[tuple[date, date]],
+    filters: Filters,
+    grouping: Grouping,
+) -> Stats:
+    """Per group and stage, the statistics of every response in scope.
+
+    `targets` are org ids whose scopes are asked for (one for scope/month grouping, the children
+    for child grouping); `depth` is the length of the path of the targets' parent (child grouping).
+    `tree` includes each target's descendants. Whole months come from the rollup plus pending
+    deltas; `edges` (partial months) from the raw responses.
+    """
+    params = _Params()
+    ids = params.add(list(targets))
+    child = f"o.path[{depth + 1}]"
+    parts = []
+    stats = ", ".join(STATS)
+    if months:
+        month_list = params.add(list(months))
+        group_r = {"scope": "0::bigint", "child": "r.org_id", "month": "r.month"}[grouping.value]
+        fine = filters.channels is not None or filters.customer_types is not None
+        parts.append(
+            f"SELECT {group_r} AS g, r.stage, r.scale_min, r.scale_max, {stats}"
+            f" FROM {(FINE if fine else COARSE).table} r"
+            f" WHERE r.org_id = ANY({ids}::bigint[]) AND r.tree = {tree}"
+            f" AND r.month = ANY({month_list}::date[]){_filters('r', filters, params)}"
+        )
+        if tree:
+            where = (
+                f"{child} = ANY({ids}::bigint[])"
+                if grouping is Grouping.child
+                else f"o.path @> {ids}::bigint[]"
+            )
+            group_d = {"scope": "0::bigint", "child": child, "month": "d.month"}[grouping.value]
+        else:
+            where = f"d.org_id = ANY({ids}::bigint[])"
+            group_d = {"scope": "0::bigint", "child": "d.org_id", "month": "d.month"}[
+                grouping.value
+            ]
+        parts.append(
+            f"SELECT {group_d}, d.stage, d.scale_min, d.scale_max, {stats}"
+            f" FROM index_deltas d JOIN orgs o ON o.id = d.org_id"
+            f" WHERE {where} AND d.month = ANY({month_list}::date[])"
+            f"{_filters('d', filters, params)}"
+        )
+    if edges:
+        ranges = " OR ".join(
+            f"(x.occurred_on >= {params.add(lo)} AND x.occurred_on < {params.add(hi)})"
+            for lo, hi in edges
+        )
+        if tree:
+            where = (
+                f"{child} = ANY({ids}::bigint[])"
+                if grouping is Grouping.child
+                else f"o.path @> {ids}::bigint[]"
+            )
+            group_x = child if grouping is Grouping.child else "0::bigint"
+        else:
+            where = f"x.org_id = ANY({ids}::bigint[])"
+            group_x = "x.org_id" if grouping is Grouping.child else "0::bigint"
+        if grouping is Grouping.month:
+            group_x = "date_trunc('month', x.occurred_on)::date"
+        parts.append(
+            f"SELECT {group_x}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
+            f" FROM responses x JOIN orgs o ON o.id = x.org_id"
+            f" WHERE ({ranges}) AND {where}{_filters('x', filters, params, raw=True)}"
+        )
+    if not parts:
+        return {}
+    sums = ", ".join(f"sum(s.{c})::bigint" for c in STATS)
+    sql = (
+        f"SELECT s.g, s.stage::text, s.scale_min, s.scale_max, {sums} FROM ("
+        + " UNION ALL ".join(parts)
+        + ") AS s(g, stage, scale_min, scale_max, "
+        + stats
+        + ") GROUP BY 1, 2, 3, 4"
+    )
+    result: Stats = defaultdict(lambda: defaultdict(list))
+    for row in await conn.fetch(sql, *params.values):
+        if row[4] == 0 and row[5] == 0 and row[6] == 0:
+            continue  # only cancelled deltas (insert then delete) behind it
+        result[row[0]][Stage(row[1])].append(ScaleStats(row[2], row[3], *row[4:]))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A folded table of sums and the dimensions it keeps besides (org_id, tree)."""
+
+    table: str
+    key: tuple[str, ...]
+
+
+# The fine rollup keeps channel and customer type for filtered queries; the coarse one drops them,
+# so that an unfiltered query reads a few rows per month instead of a few dozen.
+FINE = Rollup("index_rollup", KEY)
+COARSE = Rollup("index_rollup_stage", ("stage", "month", "scale_min", "scale_max"))
+ROLLUPS = (FINE, COARSE)
+
+
+def _columns(names: Sequence[str], alias: str = "") -> str:
+    return ", ".join(f"{alias}{c}" for c in names)
+
+
+def _upsert(rollup: Rollup, source: str) -> str:
+    """INSERT the grouped sums of `source` (org_id, tree, key…, stats…) into `rollup`."""
+    key = _columns(rollup.key)
+    return (
+        f"INSERT INTO {rollup.table} AS r (org_id, tree, {key}, {_columns(STATS)})"
+        f" SELECT org_id, tree, {key}, {', '.join(f'sum({c})' for c in STATS)}"
+        f" FROM {source} GROUP BY org_id, tree, {key}"
+        f" ON CONFLICT (org_id, tree, {key}) DO UPDATE SET"
+        f" {', '.join(f'{c} = r.{c} + excluded.{c}' for c in STATS)}"
+    )
+
+
+# One statement: take a chunk of deltas, fan each out to its org (own) and every ancestor of the
+# org as the tree is now (tree), add the sums to both rollups.
+_FOLD = f"""
+WITH batch AS (
+    DELETE FROM index_deltas
+    WHERE id IN (SELECT id FROM index_deltas ORDER BY id LIMIT {FOLD_CHUNK})
+    RETURNING org_id, {_columns(KEY)}, {_columns(STATS)}
+), fanned AS (
+    SELECT b.org_id, false AS tree, {_columns(KEY + STATS, "b.")} FROM batch b
+    UNION ALL
+    SELECT a.id, true, {_columns(KEY + STATS, "b.")}
+    FROM batch b JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)
+), fine AS (
+    {_upsert(FINE, "fanned")}
+), coarse AS (
+    {_upsert(COARSE, "fanned")}
+)
+SELECT count(*) FROM batch
+"""
+
+
+async def fold(conn: Any) -> int:
+    """Fold up to FOLD_CHUNK pending deltas into the rollups; how many rows were folded.
+
+    Runs in the caller's transaction; only one fold (or tree move) runs at a time (0 if busy).
+    """
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK_ID):
+        return 0
+    return int(await conn.fetchval(_FOLD))
+
+
+async def move_subtree(
+    conn: Any, *, org_id: int, old_ancestors: list[int], new_ancestors: list[int]
+) -> None:
+    """Carry the folded tree sums of `org_id` from its old ancestors to its new ones.
+
+    Runs in the move's transaction, which holds the fold lock, before the paths change.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK_ID)
+    for rollup in ROLLUPS:
+        key_match = " AND ".join(f"r.{c} = m.{c}" for c in rollup.key)
+        if old_ancestors:
+            await conn.execute(
+                f"UPDATE {rollup.table} r SET {', '.join(f'{c} = r.{c} - m.{c}' for c in STATS)}"
+                f" FROM {rollup.table} m WHERE m.org_id = $1 AND m.tree AND r.tree"
+                f" AND r.org_id = ANY($2::bigint[]) AND {key_match}",
+                org_id,
+                old_ancestors,
+            )
+        if new_ancestors:
+            moved = (
+                f"(SELECT a.id AS org_id, true AS tree, {_columns(rollup.key + STATS, 'm.')}"
+                f" FROM {rollup.table} m CROSS JOIN unnest($2::bigint[]) AS a(id)"
+                f" WHERE m.org_id = $1 AND m.tree) AS moved"
+            )
+            await conn.execute(_upsert(rollup, moved), org_id, new_ancestors)
+
+
+async def rebuild(conn: Any, *, zone: str | None = None) -> None:
+    """Recompute both rollups from the raw responses (after a bulk backfill or a repair).
+
+    With `zone`, first recompute every response's local date in that reporting time zone.
+    Runs in the caller's transaction, which then holds the responses table exclusively.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK_ID)
+    if zone is not None:
+        # Every row changes; the rollups are rebuilt below, so the update trigger's deltas
+        # would only be thrown away.
+        await conn.execute("ALTER TABLE responses DISABLE TRIGGER responses_index_update")
+        await conn.execute(
+            "UPDATE responses SET occurred_on = (occurred_at AT TIME ZONE $1)::date"
+            " WHERE occurred_on IS DISTINCT FROM (occurred_at AT TIME ZONE $1)::date",
+            zone,
+        )
+        await conn.execute("ALTER TABLE responses ENABLE TRIGGER responses_index_update")
+    await conn.execute("TRUNCATE index_deltas, index_rollup, index_rollup_stage")
+    d = "(x.score - x.scale_min)"
+    own = f"""
+        (SELECT x.org_id, false AS tree, x.stage, date_trunc('month', x.occurred_on)::date AS month,
+                coalesce(x.channel, '') AS channel, x.customer_type, x.scale_min, x.scale_max,
+                1 AS n, {d} AS sum_d, {d} * {d} AS sum_d2,
+                (x.score >= x.scale_max - 1)::int AS top2,
+                (x.primary_type = 'nps')::int AS nps_n,
+                (x.primary_type = 'nps' AND x.score >= 9)::int AS promoters,
+                (x.primary_type = 'nps' AND x.score <= 6)::int AS detractors
+         FROM responses x) AS own
+    """
+    await conn.execute(_upsert(FINE, own))
+    tree = f"""
+        (SELECT a.id AS org_id, true AS tree, {_columns(KEY + STATS, "r.")}
+         FROM index_rollup r JOIN orgs o ON o.id = r.org_id
+         CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
+    """
+    await conn.execute(_upsert(FINE, tree))
+    coarse = f"(SELECT org_id, tree, {_columns(KEY + STATS)} FROM index_rollup) AS fine"
+    await conn.execute(_upsert(COARSE, coarse))

@@ -1,0 +1,248 @@
+"""Every change is visible at once: late data, erasure, the reporting time zone, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+
+from app.config import Settings
+from app.indices import worker
+from app.main import create_app
+from tests.conftest import bearer
+from tests.factories import response_body, standard_setup
+
+
+def csat(i: int, value: int, **overrides: Any) -> dict[str, Any]:
+    return response_body(external_id=f"e-{i}", answers={"overall": value}, **overrides)
+
+
+async def index(
+    client: httpx.AsyncClient, headers: dict[str, str], org: str, **params: Any
+) -> dict[str, Any]:
+    r = await client.get(f"/v1/orgs/{org}/index", params={"min_n": 5, **params}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def stage(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in body["stages"] if s["stage"] == name)
+
+
+async def test_late_response_updates_its_own_period(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await standard_setup(client, admin)
+    items = [csat(i, 5, occurred_at="2026-09-15T12:00:00+00:00") for i in range(5)]
+    r = await client.post("/v1/responses/batch", json={"items": items}, headers=admin)
+    assert r.json()["counts"]["created"] == 5
+    before = await index(client, admin, "HQ", period="2026-09")
+    assert before["n"] == 5
+    assert before["csi"] == 100.0
+    # A response that occurred in September arrives in November: September changes at once.
+    r = await client.post(
+        "/v1/responses", json=csat(99, 1, occurred_at="2026-09-30T23:59:59+00:00"), headers=admin
+    )
+    assert r.status_code == 201
+    after = await index(client, admin, "HQ", period="2026-09")
+    assert after["n"] == 6
+    assert after["csi"] == 100 * 5 / 6
+    assert (await index(client, admin, "HQ", period="2026-10"))["n"] == 0
+
+
+async def test_erasure_removes_responses_from_every_index(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await standard_setup(client, admin)
+    items = [
+        csat(i, 1 + i % 5, customer={"ref": "alice" if i < 3 else f"c{i}", "type": "end_user"})
+        for i in range(10)
+    ]
+    r = await client.post("/v1/responses/batch", json={"items": items}, headers=admin)
+    ids = [x["id"] for x in r.json()["results"]]
+    assert (await index(client, admin, "HQ", period="2026-11"))["n"] == 10
+
+    r = await client.delete(f"/v1/responses/{ids[9]}", headers=admin)
+    assert r.status_code == 204
+    assert (await index(client, admin, "HQ", period="2026-11"))["n"] == 9
+    assert (await client.get(f"/v1/responses/{ids[9]}", headers=admin)).status_code == 404
+    assert (await client.delete(f"/v1/responses/{ids[9]}", headers=admin)).status_code == 404
+
+    r = await client.delete("/v1/customers/alice/responses", headers=admin)
+    assert r.status_code == 200
+    assert r.json() == {"deleted": 3}
+    body = await index(client, admin, "KR", period="2026-11")
+    assert body["n"] == 6
+    assert stage(body, "delivery")["score"] == 100 * sum((i % 5) / 4 for i in range(3, 9)) / 6
+    assert (await client.delete("/v1/customers/alice/responses", headers=admin)).json() == {
+        "deleted": 0
+    }
+
+    # Posting an erased response again is refused, alone or in a batch.
+    again = await client.post("/v1/responses", json=items[0], headers=admin)
+    assert again.status_code == 410
+    assert again.headers["content-type"] == "application/problem+json"
+    batch = await client.post("/v1/responses/batch", json={"items": items[:4]}, headers=admin)
+    assert [x["status"] for x in batch.json()["results"]] == ["gone", "gone", "gone", "duplicate"]
+    assert (await index(client, admin, "HQ", period="2026-11"))["n"] == 6
+
+
+async def test_erasure_needs_admin_and_respects_the_subtree(
+    client: httpx.AsyncClient, admin: dict[str, str], make_key: Any
+) -> None:
+    await standard_setup(client, admin)
+    r = await client.post("/v1/responses", json=csat(1, 4), headers=admin)
+    response_id = r.json()["id"]
+    writer = bearer(await make_key("responses:write", "responses:read"))
+    assert (await client.delete(f"/v1/responses/{response_id}", headers=writer)).status_code == 403
+    us_admin = bearer(await make_key("admin", org="US"))
+    assert (
+        await client.delete(f"/v1/responses/{response_id}", headers=us_admin)
+    ).status_code == 404
+    r = await client.delete("/v1/customers/customer-42/responses", headers=us_admin)
+    assert r.json() == {"deleted": 0}
+    assert (await client.get(f"/v1/responses/{response_id}", headers=admin)).status_code == 200
+
+
+async def test_reporting_time_zone_decides_the_date(
+    settings: Settings, engine: AsyncEngine, connection: AsyncConnection
+) -> None:
+    seoul = create_app(
+        settings.model_copy(update={"reporting_timezone": "Asia/Seoul"}), engine=engine
+    )
+    seoul.state.sessionmaker = async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    from app.keys.scopes import Scope
+    from app.keys.service import create_key
+
+    async with seoul.state.sessionmaker() as session, session.begin():
+        key = (await create_key(session, name="t", scopes=[Scope.admin])).secret_key
+    headers = bearer(key)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=seoul), base_url="http://t"
+    ) as client:
+        await standard_setup(client, headers)
+        # 2026-03-31T20:00Z is 2026-04-01 05:00 in Seoul: an April response there.
+        items = [csat(i, 5, occurred_at="2026-03-31T20:00:00Z") for i in range(5)]
+        items += [
+            csat(10 + i, 1, occurred_at="2026-03-31T14:59:59Z") for i in range(5)
+        ]  # 23:59 KST
+        r = await client.post("/v1/responses/batch", json={"items": items}, headers=headers)
+        assert r.json()["counts"]["created"] == 10
+        april = await index(client, headers, "HQ", period="2026-04")
+        march = await index(client, headers, "HQ", period="2026-03")
+        assert (april["n"], april["csi"]) == (5, 100.0)
+        assert (march["n"], march["csi"]) == (5, 0.0)
+        # A day range cutting at the same boundary agrees (raw rows for partial months).
+        day = await index(client, headers, "HQ", **{"from": "2026-04-01", "to": "2026-04-02"})
+        assert day["n"] == 5
+
+
+async def test_writers_and_readers_concurrently(
+    committed_client: httpx.AsyncClient,
+    committed_admin: dict[str, str],
+    committed_app: Any,
+    engine: AsyncEngine,
+) -> None:
+    """Posts, reads and folds race; afterwards every acknowledged response is counted once."""
+    await standard_setup(committed_client, committed_admin)
+    rng = random.Random(3)
+    acknowledged: set[str] = set()
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def writer(w: int) -> None:
+        for b in range(6):
+            items = [
+                csat(
+                    w * 1000 + b * 50 + i,
+                    rng.randint(1, 5),
+                    org=rng.choice(["KR-DELIVERY-SEOUL", "KR-DELIVERY-BUSAN", "US-SERVICE"]),
+                )
+                for i in range(50)
+            ]
+            items += items[:5]  # retries inside the batch
+            r = await committed_client.post(
+                "/v1/responses/batch", json={"items": items}, headers=committed_admin
+            )
+            assert r.status_code == 200, r.text
+            for result in r.json()["results"]:
+                assert result["status"] in {"created", "duplicate"}
+                acknowledged.add(result["id"])
+
+    async def reader() -> None:
+        while not stop.is_set():
+            body = await index(committed_client, committed_admin, "HQ", period="2026-11")
+            seen.append(body["n"])
+
+    async def folder() -> None:
+        while not stop.is_set():
+            await worker.fold_once(engine)
+            await asyncio.sleep(0.01)
+
+    background = [asyncio.create_task(reader()), asyncio.create_task(folder())]
+    await asyncio.gather(*(writer(w) for w in range(4)))
+    stop.set()
+    await asyncio.gather(*background)
+    assert len(acknowledged) == 4 * 6 * 50
+    final = await index(committed_client, committed_admin, "HQ", period="2026-11")
+    assert final["n"] == len(acknowledged)
+    await worker.fold_all(engine)
+    assert (await index(committed_client, committed_admin, "HQ", period="2026-11"))["n"] == len(
+        acknowledged
+    )
+    assert seen, "the reader ran"
+    assert all(0 <= n <= len(acknowledged) for n in seen)
+
+
+async def test_rebuild_gives_the_same_numbers_and_follows_a_new_zone(
+    client: httpx.AsyncClient, admin: dict[str, str], app: Any, settings: Settings
+) -> None:
+    from app.db import driver_connection
+    from app.indices import store
+
+    await standard_setup(client, admin)
+    rng = random.Random(5)
+    items = [
+        csat(
+            i,
+            rng.randint(1, 5),
+            occurred_at=(
+                f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T{rng.randint(0, 23):02d}:30:00Z"
+            ),
+            org=rng.choice(["KR-DELIVERY-SEOUL", "KR-DELIVERY-BUSAN", "US-SERVICE"]),
+            channel=rng.choice(["web", "store"]),
+        )
+        for i in range(300)
+    ]
+    assert (await client.post("/v1/responses/batch", json={"items": items}, headers=admin)).json()[
+        "counts"
+    ]["created"] == 300
+    queries = [
+        ("HQ", {"period": "2026"}),
+        ("KR", {"period": "2026-Q2", "channel": "web"}),
+        ("US", {"from": "2026-02-03", "to": "2026-07-19"}),
+    ]
+    before = [await index(client, admin, org, **q) for org, q in queries]
+    async with app.state.sessionmaker() as session, session.begin():
+        await store.rebuild(await driver_connection(session))
+    assert [await index(client, admin, org, **q) for org, q in queries] == before
+
+    # Rebuilt for Seoul, a response at 2026-03-31T20:00Z moves from March to April.
+    late = csat(999, 5, occurred_at="2026-03-31T20:00:00Z")
+    assert (await client.post("/v1/responses", json=late, headers=admin)).status_code == 201
+    march_utc = (await index(client, admin, "HQ", period="2026-03"))["n"]
+    async with app.state.sessionmaker() as session, session.begin():
+        await store.rebuild(await driver_connection(session), zone="Asia/Seoul")
+    assert march_utc == sum(1 for it in [*items, late] if it["occurred_at"][:7] == "2026-03")
+    seoul_march = sum(
+        1
+        for it in [*items, late]
+        if (it["occurred_at"] >= "2026-02-28T15:00:00Z")
+        and (it["occurred_at"] < "2026-03-31T15:00:00Z")
+    )
+    assert (await index(client, admin, "HQ", period="2026-03"))["n"] == seoul_march
