@@ -1,0 +1,1 @@
+"""Benchmarks: a deterministic data set, a loader through the service's write path, runners."""
