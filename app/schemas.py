@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -9,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+_CODE = re.compile(CODE_PATTERN)
+
+
+def is_code(value: str) -> bool:
+    """Whether `value` is a well-formed code; one that is not (e.g. with a NUL) names nothing."""
+    return _CODE.fullmatch(value) is not None
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -14,6 +14,7 @@ from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.schemas import OrgCreate, OrgNode, OrgOut, OrgPatch
 from app.pagination import PageParams
+from app.schemas import is_code
 
 # Tree writers take this advisory lock: creates shared, moves exclusive, so that a child is
 # never created under a path that a concurrent move is rewriting.
@@ -34,13 +35,19 @@ class OrgCycle(Conflict):
     title = "An org cannot move under itself or its descendants"
 
 
+async def _by_code(session: AsyncSession, code: str) -> Org | None:
+    if not is_code(code):
+        return None
+    return await session.scalar(select(Org).where(Org.code == code))
+
+
 def unknown_org(code: str, loc: Sequence[str | int]) -> ValidationFailed:
     return ValidationFailed.at(loc, f"unknown org {code!r}")
 
 
 async def get_visible(session: AsyncSession, *, code: str, principal: Principal) -> Org:
     """The org `code` if the key sees it; 404 otherwise (outside the subtree = not there)."""
-    org = await session.scalar(select(Org).where(Org.code == code))
+    org = await _by_code(session, code)
     if org is None or not principal.sees(org.path):
         raise OrgNotFound(f"No org with code {code!r}.")
     return org
@@ -50,7 +57,7 @@ async def find_referenced(
     session: AsyncSession, *, code: str, principal: Principal, loc: Sequence[str | int]
 ) -> Org:
     """An org named in a body or query; 422 when unknown or outside the key's subtree."""
-    org = await session.scalar(select(Org).where(Org.code == code))
+    org = await _by_code(session, code)
     if org is None or not principal.sees(org.path):
         raise unknown_org(code, loc)
     return org
@@ -131,7 +138,10 @@ async def list_orgs(
     elif principal.org_id is not None:
         query = query.where(Org.path.contains([principal.org_id]))
     if page.after:
-        query = query.where(Org.code > str(page.after[0]))
+        after = page.after[0]
+        if len(page.after) != 1 or not isinstance(after, str) or not is_code(after):
+            raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
+        query = query.where(Org.code > after)
     rows = list((await session.scalars(query.order_by(Org.code).limit(page.limit + 1))).all())
     more = len(rows) > page.limit
     rows = rows[: page.limit]

@@ -15,7 +15,7 @@ from app.db import driver_connection
 from app.deps import Admin, SessionDep, SettingsDep
 from app.keys.service import Principal
 from app.responses.prepare import pseudonymize, tombstone_hash
-from app.responses.service import ResponseNotFound
+from app.responses.service import ResponseNotFound, parse_id
 
 router = APIRouter(tags=["erasure"])
 
@@ -48,9 +48,10 @@ async def _erase(
 
 async def erase_response(session: AsyncSession, *, response_id: str, principal: Principal) -> None:
     """Erase one response; 404 when it does not exist or lies outside the key's subtree."""
-    if not response_id.isdigit() or len(response_id) > 18:
+    number = parse_id(response_id)
+    if number is None:
         raise ResponseNotFound(f"No response with id {response_id!r}.")
-    if not await _erase(session, "r.id = $1", int(response_id), principal, "erased"):
+    if not await _erase(session, "r.id = $1", number, principal, "erased"):
         raise ResponseNotFound(f"No response with id {response_id!r}.")
 
 

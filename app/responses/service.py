@@ -214,16 +214,26 @@ async def post_batch(
     return BatchOut(results=final, counts=counts)
 
 
+def parse_id(response_id: str) -> int | None:
+    """The row id a path id names, or None when it cannot name one.
+
+    Only ASCII digits: str.isdigit() also admits '²' (which int() refuses) and other scripts'
+    digits such as ARABIC-INDIC ONE (which int() reads as 1, an id the client never saw).
+    """
+    if not (response_id.isascii() and response_id.isdigit()) or len(response_id) > 18:
+        return None
+    return int(response_id)
+
+
 async def get_response(
     session: AsyncSession, *, response_id: str, principal: Principal
 ) -> ResponseOut:
     """One response, if it exists and lies in the key's subtree."""
-    if not response_id.isdigit() or len(response_id) > 18:
+    number = parse_id(response_id)
+    if number is None:
         raise ResponseNotFound(f"No response with id {response_id!r}.")
     row = (
-        await session.execute(
-            _with_codes().add_columns(Org.path).where(Response.id == int(response_id))
-        )
+        await session.execute(_with_codes().add_columns(Org.path).where(Response.id == number))
     ).first()
     if row is None or not principal.sees(row[4]):
         raise ResponseNotFound(f"No response with id {response_id!r}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from app.schemas import Code, InputModel, Name, OutputModel
 from app.stages import Stage
@@ -32,33 +32,50 @@ class Scale(InputModel):
 
 
 class Question(InputModel):
+    """A question; `options` and `scale` are checked against `type` (errors point at them)."""
+
     key: Code
     type: QuestionType
     prompt: Prompt
     required: bool = True
-    options: Annotated[list[Option], Field(min_length=1, max_length=100)] | None = None
-    scale: Scale | None = None
+    options: Annotated[list[Option], Field(min_length=1, max_length=100)] | None = Field(
+        default=None, validate_default=True
+    )
+    scale: Scale | None = Field(default=None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _fits_type(self) -> Self:
-        if self.type is QuestionType.choice:
-            if not self.options:
+    @field_validator("options")
+    @classmethod
+    def _options_fit_type(cls, options: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        kind = info.data.get("type")
+        if kind is None:  # the type itself is invalid and reported at "type"
+            return options
+        if kind is QuestionType.choice:
+            if not options:
                 raise ValueError("a choice question needs options")
-            if len(set(self.options)) != len(self.options):
+            if len(set(options)) != len(options):
                 raise ValueError("options must be unique")
-        elif self.options is not None:
-            raise ValueError(f"options are only for choice questions, not {self.type.value}")
-        if self.type is QuestionType.rating:
-            if self.scale is None:
+        elif options is not None:
+            raise ValueError(f"options are only for choice questions, not {kind.value}")
+        return options
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_fits_type(cls, scale: Scale | None, info: ValidationInfo) -> Scale | None:
+        kind = info.data.get("type")
+        if kind is None:
+            return scale
+        if kind is QuestionType.rating:
+            if scale is None:
                 raise ValueError("a rating question needs scale: {min, max}")
-        elif self.type in FIXED_SCALES:
-            fixed = FIXED_SCALES[self.type]
-            if self.scale is not None and (self.scale.min, self.scale.max) != fixed:
-                raise ValueError(f"the {self.type.value} scale is fixed at {fixed[0]}-{fixed[1]}")
-            self.scale = Scale(min=fixed[0], max=fixed[1])
-        elif self.scale is not None:
-            raise ValueError(f"scale is only for rating kinds, not {self.type.value}")
-        return self
+            return scale
+        if kind in FIXED_SCALES:
+            fixed = FIXED_SCALES[kind]
+            if scale is not None and (scale.min, scale.max) != fixed:
+                raise ValueError(f"the {kind.value} scale is fixed at {fixed[0]}-{fixed[1]}")
+            return Scale(min=fixed[0], max=fixed[1])
+        if scale is not None:
+            raise ValueError(f"scale is only for rating kinds, not {kind.value}")
+        return scale
 
 
 class SurveyIn(InputModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.pagination import PageParams
+from app.schemas import CODE_PATTERN
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, RATING_TYPES, QuestionType, Survey, SurveyVersion
 from app.surveys.schemas import QuestionOut, SurveyIn, SurveyOut
@@ -21,6 +23,14 @@ class SurveyNotFound(NotFound):
 class DuplicateSurvey(Conflict):
     slug = "duplicate-survey"
     title = "A survey with this code exists already"
+
+
+_CODE = re.compile(CODE_PATTERN)
+
+
+def _may_exist(code: str) -> bool:
+    """Whether `code` is a valid survey code; one that is not (e.g. with a NUL) cannot exist."""
+    return _CODE.fullmatch(code) is not None
 
 
 def check_definition(data: SurveyIn) -> None:
@@ -140,7 +150,9 @@ async def _version(session: AsyncSession, survey: Survey, number: int) -> Survey
 
 async def get_survey(session: AsyncSession, *, code: str, version: int | None = None) -> SurveyOut:
     """The latest version of a survey, or the given one."""
-    survey = await session.scalar(select(Survey).where(Survey.code == code))
+    survey = None
+    if _may_exist(code):
+        survey = await session.scalar(select(Survey).where(Survey.code == code))
     if survey is None:
         raise SurveyNotFound(f"No survey with code {code!r}.")
     return render(survey, await _version(session, survey, version or survey.latest_version))
@@ -157,7 +169,10 @@ async def list_surveys(
     if stage is not None:
         query = query.where(Survey.stage == stage)
     if page.after:
-        query = query.where(Survey.code > str(page.after[0]))
+        after = page.after[0]
+        if len(page.after) != 1 or not isinstance(after, str) or not _may_exist(after):
+            raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
+        query = query.where(Survey.code > after)
     rows = (await session.execute(query.order_by(Survey.code).limit(page.limit + 1))).all()
     more = len(rows) > page.limit
     items = [render(survey, version) for survey, version in rows[: page.limit]]
