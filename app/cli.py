@@ -1,20 +1,28 @@
-"""The `cx-survey` command: serve, migrate, keys, rebuild."""
+"""The `cx-survey` command: serve, migrate, keys, import, rebuild."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import AppError
+from app.importing import FileFormat, ImportFileError, Rejects, detect_format
 from app.keys.scopes import Scope
+
+if TYPE_CHECKING:
+    from app.orgs.importer import OrgImportSummary
+    from app.responses.importer import ImportSummary
 
 T = TypeVar("T")
 
@@ -26,6 +34,8 @@ cli = typer.Typer(
 )
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
+import_cli = typer.Typer(help="Load responses or orgs from a CSV or JSON Lines file.")
+cli.add_typer(import_cli, name="import")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -192,6 +202,148 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
 
     _with_session(_settings(), action)
     typer.echo(f"revoked {key_id}", err=True)
+
+
+FormatOption = Annotated[
+    FileFormat | None,
+    typer.Option("--format", help="csv or jsonl; by default from the file name."),
+]
+RejectsOption = Annotated[
+    Path | None,
+    typer.Option(help="Where rejected lines go (JSON Lines); default FILE.rejects.jsonl."),
+]
+
+
+@contextmanager
+def _progress(path: Path, noun: str) -> Iterator[Progress]:
+    """A progress bar on stderr over the file's bytes, with records/s and time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn(noun),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[records]:,} records, {task.fields[rate]:,.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    started = time.perf_counter()
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(noun, total=path.stat().st_size, records=0, rate=0.0)
+
+        def update(done_bytes: int, records: int) -> None:
+            rate = records / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=done_bytes, records=records, rate=rate)
+
+        yield update
+
+
+Progress = Callable[[int, int], None]
+ImportAction = Callable[[AsyncEngine, FileFormat, Rejects, Progress], Awaitable[T]]
+
+
+def _run_import(
+    path: Path, fmt: FileFormat | None, rejects: Path | None, action: ImportAction[T]
+) -> tuple[T, Rejects]:
+    """Check the file, migrate, and run `action(engine, fmt, rejects, progress)`."""
+    try:
+        file_format = detect_format(path, fmt)
+    except ImportFileError as exc:
+        raise _fail(str(exc), 2) from exc
+    settings = _settings()
+    url = prepare_database(settings)
+    sink = Rejects(rejects or path.with_name(path.name + ".rejects.jsonl"))
+
+    async def run() -> T:
+        engine = create_engine(settings, url, pool_size=2, max_overflow=0)
+        try:
+            with _progress(path, f"import {path.name}") as progress:
+                return await action(engine, file_format, sink, progress)
+        finally:
+            await engine.dispose()
+
+    try:
+        with sink:
+            return asyncio.run(run()), sink
+    except ImportFileError as exc:
+        raise _fail(f"{path}: {exc}", 2) from exc
+
+
+def _report_rejects(sink: Rejects) -> None:
+    if sink.count:
+        typer.echo(f"{sink.count:,} rejected line(s) written to {sink.path}", err=True)
+        raise typer.Exit(1)
+
+
+@import_cli.command("responses")
+def import_responses(
+    file: Annotated[Path, typer.Argument(help="CSV or JSON Lines file of responses.")],
+    fmt: FormatOption = None,
+    rejects: RejectsOption = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source of rows that name none (and the only one allowed).")
+    ] = None,
+) -> None:
+    """Load responses through the batch write path; safe to re-run (nothing is stored twice).
+
+    JSON Lines: one POST /v1/responses body per line. CSV: one column per top-level field,
+    customer_ref and customer_type, and one answer.KEY column per question. Exits 1 when some
+    lines were rejected (see the reject file), 2 when the file cannot be read at all.
+    """
+    from app.responses.importer import import_responses as run_import
+
+    settings = _settings()
+
+    async def action(
+        engine: AsyncEngine, file_format: FileFormat, sink: Rejects, progress: Progress
+    ) -> ImportSummary:
+        return await run_import(
+            engine,
+            settings,
+            path=file,
+            fmt=file_format,
+            rejects=sink,
+            source=source,
+            progress=progress,
+        )
+
+    summary, sink = _run_import(file, fmt, rejects, action)
+    counts = ", ".join(f"{name} {n:,}" for name, n in summary.counts.items())
+    typer.echo(
+        f"{file}: {summary.records:,} records in {summary.seconds:,.1f} s "
+        f"({summary.rate:,.0f}/s): {counts}",
+        err=True,
+    )
+    _report_rejects(sink)
+
+
+@import_cli.command("orgs")
+def import_orgs(
+    file: Annotated[Path, typer.Argument(help="CSV (code,name,parent,kind) or JSON Lines file.")],
+    fmt: FormatOption = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """Create an org tree; orgs that exist unchanged are left alone, so a re-run is safe."""
+    from app.orgs.importer import import_orgs as run_import
+
+    async def action(
+        engine: AsyncEngine, file_format: FileFormat, sink: Rejects, progress: Progress
+    ) -> OrgImportSummary:
+        return await run_import(engine, path=file, fmt=file_format, rejects=sink, progress=progress)
+
+    summary, sink = _run_import(file, fmt, rejects, action)
+    typer.echo(
+        f"{file}: {summary.records:,} records: created {summary.created:,}, "
+        f"unchanged {summary.unchanged:,}, rejected {summary.rejected:,}",
+        err=True,
+    )
+    _report_rejects(sink)
 
 
 def main() -> None:

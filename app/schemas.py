@@ -17,6 +17,7 @@ def is_code(value: str) -> bool:
     """Whether `value` is a well-formed code; one that is not (e.g. with a NUL) names nothing."""
     return _CODE.fullmatch(value) is not None
 
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.schemas import Code, InputModel, Name, OutputModel
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, QuestionType
 
-ScaleBound = Annotated[int, Field(ge=-1000, le=1000)]
+
+def _json_number(value: Any) -> Any:
+    # Lax int would take true as 1 and "5" as 5; a bound is a JSON number, as answers are.
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+ScaleBound = Annotated[int, BeforeValidator(_json_number), Field(ge=-1000, le=1000)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 Option = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 MAX_SCALE_SPAN = 100
@@ -37,7 +53,7 @@ class Question(InputModel):
     key: Code
     type: QuestionType
     prompt: Prompt
-    required: bool = True
+    required: StrictBool = True
     options: Annotated[list[Option], Field(min_length=1, max_length=100)] | None = Field(
         default=None, validate_default=True
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.pagination import PageParams
-from app.schemas import CODE_PATTERN
+from app.schemas import is_code
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, RATING_TYPES, QuestionType, Survey, SurveyVersion
 from app.surveys.schemas import QuestionOut, SurveyIn, SurveyOut
@@ -23,14 +22,6 @@ class SurveyNotFound(NotFound):
 class DuplicateSurvey(Conflict):
     slug = "duplicate-survey"
     title = "A survey with this code exists already"
-
-
-_CODE = re.compile(CODE_PATTERN)
-
-
-def _may_exist(code: str) -> bool:
-    """Whether `code` is a valid survey code; one that is not (e.g. with a NUL) cannot exist."""
-    return _CODE.fullmatch(code) is not None
 
 
 def check_definition(data: SurveyIn) -> None:
@@ -151,7 +142,7 @@ async def _version(session: AsyncSession, survey: Survey, number: int) -> Survey
 async def get_survey(session: AsyncSession, *, code: str, version: int | None = None) -> SurveyOut:
     """The latest version of a survey, or the given one."""
     survey = None
-    if _may_exist(code):
+    if is_code(code):
         survey = await session.scalar(select(Survey).where(Survey.code == code))
     if survey is None:
         raise SurveyNotFound(f"No survey with code {code!r}.")
@@ -170,7 +161,7 @@ async def list_surveys(
         query = query.where(Survey.stage == stage)
     if page.after:
         after = page.after[0]
-        if len(page.after) != 1 or not isinstance(after, str) or not _may_exist(after):
+        if len(page.after) != 1 or not isinstance(after, str) or not is_code(after):
             raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
         query = query.where(Survey.code > after)
     rows = (await session.execute(query.order_by(Survey.code).limit(page.limit + 1))).all()

@@ -1,0 +1,218 @@
+"""`cx-survey import responses FILE`: a file of responses through the one bulk write path.
+
+Records stream from the file in batches to `post_batch` (the code behind the batch endpoint), two
+batches in flight so that reading and checking one overlaps the database writing the other.
+Memory stays bounded by the batch size; a re-run stores nothing twice (idempotent keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import Settings
+from app.db import create_sessionmaker
+from app.importing import (
+    ByteCounter,
+    FileFormat,
+    ImportFileError,
+    Record,
+    Rejects,
+    read_records,
+)
+from app.keys.scopes import Scope
+from app.keys.service import Principal
+from app.responses.schemas import MAX_BATCH, BatchItemResult, ItemStatus
+from app.responses.service import post_batch
+from app.schemas import is_code
+from app.surveys.models import RATING_TYPES, Survey, SurveyVersion
+
+FIELD_COLUMNS = (
+    "survey",
+    "survey_version",
+    "org",
+    "occurred_at",
+    "source",
+    "external_id",
+    "channel",
+    "customer_ref",
+    "customer_type",
+)
+REQUIRED_COLUMNS = ("survey", "org", "occurred_at", "external_id", "customer_type")
+ANSWER_PREFIX = "answer."
+_INTEGER = re.compile(r"^[+-]?\d+$")
+_STORED = {ItemStatus.created, ItemStatus.duplicate}
+IN_FLIGHT = 2
+
+
+def check_columns(header: list[str]) -> None:
+    """Refuse a CSV header with an unknown column or without a required one."""
+    unknown = [
+        name
+        for name in header
+        if name not in FIELD_COLUMNS
+        and not (name.startswith(ANSWER_PREFIX) and is_code(name[len(ANSWER_PREFIX) :]))
+    ]
+    if unknown:
+        raise ImportFileError(
+            f"unknown column(s): {', '.join(unknown)}; expected {', '.join(FIELD_COLUMNS)} "
+            f"and one {ANSWER_PREFIX}KEY column per question"
+        )
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
+
+
+def csv_body(cells: dict[str, str], rating_keys: dict[str, set[str]]) -> dict[str, Any]:
+    """A POST /v1/responses body from a CSV row; integers where the question is a rating."""
+    body: dict[str, Any] = {name: cells[name] for name in FIELD_COLUMNS[:7] if name in cells}
+    version = cells.get("survey_version")
+    if version is not None and _INTEGER.match(version):
+        body["survey_version"] = int(version)
+    customer: dict[str, Any] = {"type": cells.get("customer_type")}
+    if "customer_ref" in cells:
+        customer["ref"] = cells["customer_ref"]
+    body["customer"] = customer
+    ratings = rating_keys.get(cells.get("survey", ""), set())
+    answers: dict[str, Any] = {}
+    for name, value in cells.items():
+        if name.startswith(ANSWER_PREFIX):
+            key = name[len(ANSWER_PREFIX) :]
+            answers[key] = int(value) if key in ratings and _INTEGER.match(value) else value
+    body["answers"] = answers
+    return body
+
+
+@dataclass
+class ImportSummary:
+    records: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in ItemStatus})
+    rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+async def _rating_keys(engine: AsyncEngine) -> dict[str, set[str]]:
+    """For each survey code, the keys that are rating questions in any of its versions."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Survey.code, SurveyVersion.questions).join(
+                SurveyVersion, SurveyVersion.survey_id == Survey.id
+            )
+        )
+        keys: dict[str, set[str]] = {}
+        for code, questions in rows:
+            keys.setdefault(code, set()).update(
+                q["key"] for q in questions if q["type"] in {t.value for t in RATING_TYPES}
+            )
+    return keys
+
+
+def _strip_batch_loc(errors: list[Any]) -> list[dict[str, Any]]:
+    """Batch errors carry ["body", "items", i, ...]; a reject names the field from the item on."""
+    out = []
+    for error in errors:
+        loc = list(error.loc)
+        out.append({"loc": loc[3:] if loc[:2] == ["body", "items"] else loc, "msg": error.msg})
+    return out
+
+
+def _reason(result: BatchItemResult) -> str:
+    if result.status is ItemStatus.conflict:
+        return "a different response is stored under this (source, external_id)"
+    if result.status is ItemStatus.gone:
+        return "this response was erased; it is not stored again"
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in _strip_batch_loc(result.errors or [])
+    )
+
+
+async def import_responses(
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    path: Path,
+    fmt: FileFormat,
+    rejects: Rejects,
+    source: str | None = None,
+    batch_size: int = MAX_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import every record of `path`; rejected ones go to `rejects`. progress(bytes, records)."""
+    principal = Principal(
+        key_id="cli", name="import", scopes=frozenset({Scope.admin}), source=source
+    )
+    sessionmaker = create_sessionmaker(engine)
+    summary = ImportSummary()
+    counter = ByteCounter()
+    started = time.perf_counter()
+    rating_keys = await _rating_keys(engine) if fmt is FileFormat.csv else {}
+
+    async def write(batch: list[Record]) -> None:
+        async with sessionmaker() as session, session.begin():
+            out = await post_batch(
+                session, items=[r.data for r in batch], principal=principal, settings=settings
+            )
+        for record, result in zip(batch, out.results, strict=True):
+            summary.counts[result.status.value] += 1
+            if result.status not in _STORED:
+                rejects.add(
+                    record.line,
+                    result.status.value,
+                    _reason(result),
+                    _strip_batch_loc(result.errors or []) or None,
+                )
+        summary.records += len(batch)
+        if progress is not None:
+            progress(counter.done, summary.records)
+
+    pending: set[asyncio.Task[None]] = set()
+
+    async def submit(batch: list[Record]) -> None:
+        nonlocal pending
+        while len(pending) >= IN_FLIGHT:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        pending.add(asyncio.create_task(write(batch)))
+
+    batch: list[Record] = []
+    try:
+        for record in read_records(path, fmt, counter, check_columns=check_columns):
+            if record.data is None:
+                summary.records += 1
+                summary.counts[ItemStatus.invalid.value] += 1
+                rejects.add(record.line, ItemStatus.invalid.value, record.error or "unreadable")
+                continue
+            if fmt is FileFormat.csv:
+                batch.append(Record(record.line, data=csv_body(record.data, rating_keys)))
+            else:
+                batch.append(record)
+            if len(batch) >= batch_size:
+                await submit(batch)
+                batch = []
+                await asyncio.sleep(0)  # let finished writes report before reading on
+        if batch:
+            await submit(batch)
+        if pending:
+            await asyncio.gather(*pending)
+    finally:
+        for task in pending:
+            task.cancel()
+    summary.rejected = rejects.count
+    summary.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(counter.done, summary.records)
+    return summary
