@@ -43,7 +43,7 @@ def decode_cursor(cursor: str) -> list[Any]:
     return value
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"Page size, at most {MAX_LIMIT}.")
     ] = DEFAULT_LIMIT,

@@ -42,7 +42,7 @@ def _csv(value: str | None, name: str) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
-def index_scope(
+async def index_scope(
     settings: SettingsDep,
     stages: Annotated[str | None, Query(description="Comma-separated stages.")] = None,
     channel: Annotated[str | None, Query(description="Comma-separated channels.")] = None,

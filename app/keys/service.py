@@ -60,25 +60,32 @@ async def authenticate(session: AsyncSession, *, raw_key: str) -> Principal:
     key_id, secret = match.groups()
     row = (
         await session.execute(
-            select(ApiKey, Org.code)
+            select(
+                ApiKey.secret_hash,
+                ApiKey.revoked_at,
+                ApiKey.name,
+                ApiKey.scopes,
+                ApiKey.org_id,
+                ApiKey.source,
+                Org.code,
+            )
             .outerjoin(Org, Org.id == ApiKey.org_id)
             .where(ApiKey.id == key_id)
         )
     ).first()
-    expected = row[0].secret_hash if row else _DUMMY_HASH
+    expected = row.secret_hash if row else _DUMMY_HASH
     valid = hmac.compare_digest(hash_secret(secret), expected)
     if row is None or not valid:
         raise Unauthenticated("The API key is not known.")
-    key, org_code = row
-    if key.revoked_at is not None:
+    if row.revoked_at is not None:
         raise Unauthenticated("The API key has been revoked.")
     return Principal(
-        key_id=key.id,
-        name=key.name,
-        scopes=frozenset(Scope(s) for s in key.scopes),
-        org_id=key.org_id,
-        org_code=org_code,
-        source=key.source,
+        key_id=key_id,
+        name=row.name,
+        scopes=frozenset(Scope(s) for s in row.scopes),
+        org_id=row.org_id,
+        org_code=row.code,
+        source=row.source,
     )
 
 

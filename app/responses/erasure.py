@@ -78,10 +78,12 @@ async def delete_response(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/v1/customers/{ref}/responses")
+# `:path`, as a ref may hold a '/' (sent as %2F, which the server decodes before routing).
+@router.delete("/v1/customers/{ref:path}/responses")
 async def delete_customer_responses(
     ref: Annotated[
-        str, Path(description="The customer ref as the client knows it.", max_length=256)
+        str,
+        Path(description="The customer ref as the client knows it.", min_length=1, max_length=256),
     ],
     session: SessionDep,
     admin: Admin,

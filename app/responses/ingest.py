@@ -46,6 +46,16 @@ JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
 
 _TOMBSTONED = "SELECT key_hash FROM tombstones WHERE key_hash = ANY($1::bytea[])"
 
+# Rows we just inserted under a key that an erasure tombstoned meanwhile: the erasure deleted
+# the earlier row and committed while our insert waited on it, after our first tombstone look.
+_UNDO_ERASED = """
+DELETE FROM responses r
+USING unnest($1::bigint[], $2::bytea[]) AS k(id, key_hash)
+JOIN tombstones t ON t.key_hash = k.key_hash
+WHERE r.id = k.id
+RETURNING r.source, r.external_id
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
@@ -77,10 +87,14 @@ def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
     ]
 
 
-async def store(session: AsyncSession, items: Sequence[Prepared]) -> list[Stored]:
+async def store(
+    session: AsyncSession, items: Sequence[Prepared], *, gone: set[bytes] | None = None
+) -> list[Stored]:
     """Store valid items idempotently; one result per item, in item order.
 
     An item that repeats an earlier item of the same call is judged against that item.
+    `gone`: the tombstoned key hashes among the items' keys when the caller has looked them up
+    already (Catalog.load does, in the same round trip as the references); else looked up here.
     """
     firsts: dict[tuple[str, str], Prepared] = {}
     for item in items:
@@ -90,9 +104,10 @@ async def store(session: AsyncSession, items: Sequence[Prepared]) -> list[Stored
     conn = await driver_connection(session)
 
     hashes = {key: tombstone_hash(*key) for key in firsts}
-    gone_hashes = {
-        bytes(row["key_hash"]) for row in await conn.fetch(_TOMBSTONED, list(hashes.values()))
-    }
+    if gone is None:
+        rows = await conn.fetch(_TOMBSTONED, list(hashes.values()))
+        gone = {bytes(row["key_hash"]) for row in rows}
+    gone_hashes = gone
     outcome: dict[tuple[str, str], Stored] = {
         key: Stored(ItemStatus.gone) for key, h in hashes.items() if h in gone_hashes
     }
@@ -102,6 +117,13 @@ async def store(session: AsyncSession, items: Sequence[Prepared]) -> list[Stored
         for row in await conn.fetch(_INSERT, *_columns(todo)):
             key = (row["source"], row["external_id"])
             outcome[key] = Stored(ItemStatus.created, row["id"], row["received_at"])
+        created = [key for key, result in outcome.items() if result.status is ItemStatus.created]
+        if created:
+            erased = await conn.fetch(
+                _UNDO_ERASED, [outcome[key].id for key in created], [hashes[key] for key in created]
+            )
+            for row in erased:
+                outcome[(row["source"], row["external_id"])] = Stored(ItemStatus.gone)
         missing = [item for item in todo if item.key not in outcome]
         if missing:
             rows = await conn.fetch(

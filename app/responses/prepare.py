@@ -11,15 +11,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import driver_connection
 from app.keys.service import Principal
-from app.orgs.models import Org
 from app.responses.models import CustomerType
 from app.responses.schemas import ResponseIn
 from app.stages import Stage
-from app.surveys.models import RATING_TYPES, QuestionType, Survey, SurveyVersion
+from app.surveys.models import RATING_TYPES, QuestionType
 from app.surveys.schemas import MAX_TEXT_ANSWER
 
 Loc = tuple[str | int, ...]
@@ -188,53 +187,68 @@ class VersionRef:
     questions: list[dict[str, Any]]
 
 
+_CATALOG = """
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(
+            s.id, s.code, s.stage, s.latest_version, v.id, v.version, v.primary_key,
+            v.primary_type, v.scale_min, v.scale_max, v.questions)), '[]')
+   FROM (SELECT DISTINCT code, version FROM unnest($1::text[], $2::int[]) AS w(code, version)) w
+   JOIN surveys s ON s.code = w.code
+   LEFT JOIN survey_versions v
+     ON v.survey_id = s.id AND v.version = coalesce(w.version, s.latest_version)) AS surveys,
+  (SELECT coalesce(json_agg(json_build_array(o.id, o.code, o.path)), '[]')
+   FROM orgs o WHERE o.code = ANY($3::text[])) AS orgs,
+  (SELECT coalesce(array_agg(t.key_hash), '{}')
+   FROM tombstones t WHERE t.key_hash = ANY($4::bytea[])) AS gone
+"""
+
+
+def _json(value: Any) -> Any:
+    """A json column: decoded already where SQLAlchemy set asyncpg's codec, else text."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 @dataclass
 class Catalog:
-    """The surveys, versions and orgs that a set of items refers to, loaded in three queries."""
+    """What a set of items refers to (surveys, versions, orgs) and which of their keys were
+    erased, loaded in one round trip."""
 
     surveys: dict[str, SurveyRef]
     versions: dict[tuple[int, int], VersionRef]
     orgs: dict[str, OrgRef]
+    gone: set[bytes]
 
     @classmethod
-    async def load(cls, session: AsyncSession, items: Iterable[ResponseIn]) -> Catalog:
+    async def load(
+        cls, session: AsyncSession, items: Iterable[ResponseIn], *, source: str | None
+    ) -> Catalog:
+        """`source`: the caller's bound source, used by items that name none."""
         items = list(items)
-        survey_codes = {item.survey for item in items}
-        org_codes = {item.org for item in items}
-        rows = await session.execute(
-            select(Survey.id, Survey.code, Survey.stage, Survey.latest_version).where(
-                Survey.code.in_(survey_codes)
-            )
-        )
-        surveys = {row.code: SurveyRef(*row) for row in rows}
-        wanted = {
-            (surveys[item.survey].id, item.survey_version or surveys[item.survey].latest_version)
+        wanted = {(item.survey, item.survey_version) for item in items}
+        keys = {
+            tombstone_hash(item.source or source or "", item.external_id)
             for item in items
-            if item.survey in surveys
+            if item.source or source
         }
-        versions: dict[tuple[int, int], VersionRef] = {}
-        if wanted:
-            version_rows = await session.execute(
-                select(
-                    SurveyVersion.survey_id,
-                    SurveyVersion.id,
-                    SurveyVersion.version,
-                    SurveyVersion.primary_key,
-                    SurveyVersion.primary_type,
-                    SurveyVersion.scale_min,
-                    SurveyVersion.scale_max,
-                    SurveyVersion.questions,
-                ).where(
-                    SurveyVersion.survey_id.in_({survey_id for survey_id, _ in wanted}),
-                    SurveyVersion.version.in_({number for _, number in wanted}),
-                )
-            )
-            versions = {(row[0], row[2]): VersionRef(*row[1:]) for row in version_rows}
-        org_rows = await session.execute(
-            select(Org.id, Org.code, Org.path).where(Org.code.in_(org_codes))
+        conn = await driver_connection(session)
+        row = await conn.fetchrow(
+            _CATALOG,
+            [code for code, _ in wanted],
+            [version for _, version in wanted],
+            list({item.org for item in items}),
+            list(keys),
         )
-        orgs = {row.code: OrgRef(*row) for row in org_rows}
-        return cls(surveys=surveys, versions=versions, orgs=orgs)
+        surveys: dict[str, SurveyRef] = {}
+        versions: dict[tuple[int, int], VersionRef] = {}
+        for sid, code, stage, latest, vid, number, *rest in _json(row["surveys"]):
+            surveys[code] = SurveyRef(sid, code, Stage(stage), latest)
+            if vid is not None:
+                key, kind, low, high, questions = rest
+                versions[(sid, number)] = VersionRef(
+                    vid, number, key, QuestionType(kind), low, high, questions
+                )
+        orgs = {code: OrgRef(oid, code, path) for oid, code, path in _json(row["orgs"])}
+        return cls(surveys=surveys, versions=versions, orgs=orgs, gone=set(map(bytes, row["gone"])))
 
 
 def prepare(

@@ -119,7 +119,7 @@ async def post_response(
     session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
 ) -> tuple[ResponseOut, bool]:
     """Store one response; (response, created). A retry with the same content is not stored."""
-    catalog = await Catalog.load(session, [body])
+    catalog = await Catalog.load(session, [body], source=principal.source)
     try:
         item = prepare(
             body,
@@ -135,14 +135,14 @@ async def post_response(
         if exc.forbidden:
             raise SourceForbidden(exc.errors[0]["msg"]) from exc
         raise ValidationFailed(_summary(exc.errors), errors=exc.errors) from exc
-    (stored,) = await ingest.store(session, [item])
+    (stored,) = await ingest.store(session, [item], gone=catalog.gone)
     if stored.status is ItemStatus.created:
         return _render_prepared(item, stored), True
+    gone = ResponseGone(
+        f"The response ({item.source!r}, {item.external_id!r}) was erased; it is not stored again."
+    )
     if stored.status is ItemStatus.gone:
-        raise ResponseGone(
-            f"The response ({item.source!r}, {item.external_id!r}) was erased; "
-            "it is not stored again."
-        )
+        raise gone
     if stored.status is ItemStatus.conflict:
         raise ResponseConflict(
             f"A response with source {item.source!r} and external_id {item.external_id!r} "
@@ -150,7 +150,8 @@ async def post_response(
         )
     assert stored.id is not None
     existing = await _load(session, stored.id)
-    assert existing is not None
+    if existing is None:  # erased since the write path found it
+        raise gone
     return existing, False
 
 
@@ -176,7 +177,7 @@ async def post_batch(
                 for err in exc.errors()
             ]
             results[index] = BatchItemResult(index=index, status=ItemStatus.invalid, errors=errors)
-    catalog = await Catalog.load(session, (body for _, body in parsed))
+    catalog = await Catalog.load(session, (body for _, body in parsed), source=principal.source)
     now = datetime.now(UTC)
     valid: list[Prepared] = []
     for index, body in parsed:
@@ -199,7 +200,8 @@ async def post_batch(
                 status=ItemStatus.invalid,
                 errors=[FieldError(**e) for e in exc.errors],
             )
-    for item, stored in zip(valid, await ingest.store(session, valid), strict=True):
+    stored_items = await ingest.store(session, valid, gone=catalog.gone)
+    for item, stored in zip(valid, stored_items, strict=True):
         results[item.index] = BatchItemResult(
             index=item.index,
             status=stored.status,

@@ -104,7 +104,7 @@ def _walk(routes: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from _walk(included.routes, prefix + route.include_context.prefix)
         elif isinstance(route, APIRoute):
             for method in route.methods:
-                yield method, prefix + route.path
+                yield method, prefix + route.path_format  # {ref:path} is {ref}
         elif hasattr(route, "routes"):  # a mounted router
             yield from _walk(route.routes, prefix + getattr(route, "path", ""))
 
