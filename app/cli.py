@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings, get_settings
@@ -52,11 +53,35 @@ def _settings() -> Settings:
 
 def prepare_database(settings: Settings) -> str:
     """Resolve the database (CX_DATABASE_URL or the embedded server) and migrate it to head."""
+    from sqlalchemy.exc import DBAPIError
+
     from app.migrate import resolve_database_url, upgrade
 
     url = resolve_database_url(settings)
-    asyncio.run(upgrade(url))
+    try:
+        asyncio.run(upgrade(url))
+    except (OSError, DBAPIError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        raise _fail(f"cannot migrate the database at {where}: {exc}") from exc
     return url
+
+
+def check_zone(settings: Settings, url: str) -> None:
+    """Record the reporting zone on first use; exit 2 when the database was built for another."""
+    from app.meta import TimezoneMismatch, check_reporting_timezone
+
+    async def check() -> None:
+        engine = create_engine(settings, url, pool_size=1, max_overflow=0)
+        try:
+            async with engine.begin() as conn:
+                await check_reporting_timezone(conn, settings.reporting_timezone)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(check())
+    except TimezoneMismatch as exc:
+        raise _fail(str(exc), 2) from exc
 
 
 def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -88,26 +113,23 @@ def serve(
 
     settings = _settings()
     url = prepare_database(settings)
+    # uvicorn would catch a mismatch in the lifespan and print a traceback; refuse cleanly here.
+    check_zone(settings, url)
     # Workers (and this process's app) use the resolved database instead of starting their own.
     os.environ["CX_DATABASE_URL"] = url
     get_settings.cache_clear()
-    from app.meta import TimezoneMismatch
-
-    try:
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            log_level=settings.log_level,
-            proxy_headers=True,
-            timeout_graceful_shutdown=20,
-        )
-    except TimezoneMismatch as exc:
-        raise _fail(str(exc), 2) from exc
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
 
 
 @cli.command()
@@ -155,11 +177,20 @@ def keys_create(
     source: Annotated[str | None, typer.Option(help="Bind the key to this source.")] = None,
 ) -> None:
     """Create a key and print it (only the key) on stdout."""
+    from pydantic import ValidationError
+
+    from app.keys.schemas import KeyCreate
     from app.keys.service import create_key
+
+    try:
+        body = KeyCreate(name=name, scopes=list(scope), org=org, source=source)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{err['loc'][0]}: {err['msg']}" for err in exc.errors())
+        raise _fail(problems, 2) from exc
 
     async def action(session: AsyncSession) -> str:
         issued = await create_key(
-            session, name=name, scopes=list(scope), org_code=org, source=source
+            session, name=body.name, scopes=body.scopes, org_code=body.org, source=body.source
         )
         return issued.secret_key
 
@@ -258,6 +289,7 @@ def _run_import(
         raise _fail(str(exc), 2) from exc
     settings = _settings()
     url = prepare_database(settings)
+    check_zone(settings, url)  # local dates of imported responses are taken in this zone
     sink = Rejects(rejects or path.with_name(path.name + ".rejects.jsonl"))
 
     async def run() -> T:

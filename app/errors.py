@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger("cx_survey.errors")
 
@@ -192,7 +193,7 @@ _HTTP_KINDS: dict[int, type[AppError]] = {
 }
 
 
-async def _http_exception(_: Request, exc: Exception) -> ProblemResponse:
+async def _http_exception(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = _HTTP_KINDS.get(exc.status_code)
     if kind is None:
@@ -205,9 +206,34 @@ async def _http_exception(_: Request, exc: Exception) -> ProblemResponse:
             headers=exc.headers,
         )
     detail = str(exc.detail) if exc.detail else kind.title
+    headers = exc.headers
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such resource."
-    return problem(kind.type_uri(), kind.title, exc.status_code, detail, headers=exc.headers)
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}."
+    return problem(kind.type_uri(), kind.title, exc.status_code, detail, headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path.
+
+    Starlette's own `Allow` names only the first route whose path matched, so `/v1/orgs`
+    (GET and POST, two routes) would answer `Allow: POST` to a DELETE.
+    """
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 async def _integrity_error(_: Request, exc: Exception) -> ProblemResponse:

@@ -38,13 +38,12 @@ async def run_alembic(url: str, action: str, revision: str) -> None:
     engine = create_async_engine(url)
 
     def _do(connection: Connection) -> None:
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        try:
-            cfg = alembic_config()
-            cfg.attributes["connection"] = connection
-            getattr(command, action)(cfg, revision)
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+        # Held until the commit below: a migrator that waited for it then sees the finished schema.
+        # (A session lock released before the commit let it read the old alembic_version.)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        getattr(command, action)(cfg, revision)
 
     try:
         async with engine.connect() as connection:

@@ -1,0 +1,332 @@
+"""The platform around the API: probes, HTTP-level errors, settings that refuse to start, CORS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.config import DEV_PSEUDONYM_KEY, Environment, Settings
+from app.db import create_engine
+from app.main import create_app
+from app.meta import TimezoneMismatch
+from app.migrate import upgrade
+from tests.conftest import TEST_PSEUDONYM_KEY, _plain, bearer
+from tests.scratch import cli_env, cx_survey, free_port, scratch_database
+
+PROBLEM = "application/problem+json"
+UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
+
+
+def _settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": Environment.test,
+        "pseudonym_key": TEST_PSEUDONYM_KEY,
+        "fold_interval_seconds": 0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def assert_problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["type"] == f"https://cx-survey.dev/problems/{slug}"
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+# --- probes ------------------------------------------------------------------------------
+
+
+async def test_livez_needs_no_key(client: httpx.AsyncClient) -> None:
+    r = await client.get("/livez")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+async def test_readyz_is_200_with_the_database(client: httpx.AsyncClient) -> None:
+    r = await client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+@pytest.fixture
+async def offline() -> AsyncIterator[httpx.AsyncClient]:
+    """The API on a database that cannot be reached."""
+    settings = _settings(database_url=UNREACHABLE)
+    engine = create_engine(settings, UNREACHABLE)
+    try:
+        async with _client(create_app(settings, engine=engine)) as client:
+            yield client
+    finally:
+        await engine.dispose()
+
+
+async def test_readyz_is_503_when_the_database_is_unreachable(
+    offline: httpx.AsyncClient,
+) -> None:
+    r = await offline.get("/readyz")
+    assert_problem(r, 503, "service-unavailable")
+    assert r.headers["retry-after"] == "1"
+    assert (await offline.get("/livez")).status_code == 200  # alive, just not ready
+
+
+async def test_api_calls_are_503_not_500_when_the_database_is_unreachable(
+    offline: httpx.AsyncClient,
+) -> None:
+    key = "cx_0123456789ab_" + "A" * 43
+    for url in ("/v1/stages", "/v1/orgs"):
+        assert_problem(await offline.get(url, headers=bearer(key)), 503, "service-unavailable")
+
+
+# --- HTTP-level errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/nope", "/v1", "/v1/nope", "/v1/orgs/HQ/nope", "/V1/stages"])
+async def test_unknown_path_is_404_problem(client: httpx.AsyncClient, url: str) -> None:
+    assert_problem(await client.get(url), 404, "not-found")
+
+
+def _served(app: Any) -> dict[str, set[str]]:
+    """Each OpenAPI path with a concrete example ('1' for every parameter) → methods served."""
+    paths: dict[str, set[str]] = {
+        template: {m.upper() for m in operations}
+        for template, operations in app.openapi()["paths"].items()
+    }
+    served: dict[str, set[str]] = {}
+    for template in paths:
+        concrete = re.sub(r"\{[^}]+\}", "1", template)
+        # A concrete path may match several templates (/v1/responses/batch and /{response_id}).
+        served[concrete] = set().union(
+            *(
+                methods
+                for other, methods in paths.items()
+                if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", other), concrete)
+            )
+        )
+    return served
+
+
+async def test_wrong_method_is_405_with_every_allowed_method(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    served = _served(app)
+    assert served["/v1/orgs"] == {"GET", "POST"}
+    for url, methods in served.items():
+        method = next(m for m in ("PUT", "DELETE", "PATCH", "POST", "GET") if m not in methods)
+        r = await client.request(method, url)
+        body = assert_problem(r, 405, "method-not-allowed")
+        allow = {m.strip() for m in r.headers["allow"].split(",")}
+        assert allow == methods, f"{method} {url}: Allow {r.headers['allow']}"
+        assert method in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+    ],
+)
+async def test_non_json_body_is_415(
+    client: httpx.AsyncClient, admin: dict[str, str], content_type: str
+) -> None:
+    body = b'{"code": "HQ", "name": "HQ", "parent": null}'
+    headers = {**admin, "Content-Type": content_type}
+    r = await client.post("/v1/orgs", content=body, headers=headers)
+    assert "application/json" in assert_problem(r, 415, "unsupported-media-type")["detail"]
+    r = await client.put("/v1/surveys/s", content=body, headers=headers)
+    assert_problem(r, 415, "unsupported-media-type")
+    assert_problem(await client.get("/v1/orgs/HQ", headers=admin), 404, "not-found")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "application/json; charset=utf-8", "Application/JSON"],
+)
+async def test_json_body_is_accepted_with_or_without_content_type(
+    client: httpx.AsyncClient, admin: dict[str, str], content_type: str | None
+) -> None:
+    headers = {**admin, **({"Content-Type": content_type} if content_type else {})}
+    body = b'{"code": "HQ", "name": "HQ", "parent": null}'
+    r = await client.post("/v1/orgs", content=body, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cx_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The environment without any CX_* variable, to set some in the test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CX_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_production_refuses_the_development_pseudonym_key(no_cx_env: pytest.MonkeyPatch) -> None:
+    no_cx_env.setenv("CX_ENV", "production")
+    with pytest.raises(ValidationError, match="CX_PSEUDONYM_KEY must be set to a secret"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    no_cx_env.setenv("CX_PSEUDONYM_KEY", DEV_PSEUDONYM_KEY)
+    with pytest.raises(ValidationError, match="CX_PSEUDONYM_KEY must be set to a secret"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+    no_cx_env.setenv("CX_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    assert Settings(_env_file=None).env is Environment.production  # type: ignore[call-arg]
+
+
+def test_development_accepts_the_development_pseudonym_key(no_cx_env: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).pseudonym_key == DEV_PSEUDONYM_KEY  # type: ignore[call-arg]
+
+
+def test_production_refuses_cors_wildcard(no_cx_env: pytest.MonkeyPatch) -> None:
+    no_cx_env.setenv("CX_ENV", "production")
+    no_cx_env.setenv("CX_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    no_cx_env.setenv("CX_CORS_ORIGINS", "https://app.example, *")
+    with pytest.raises(ValidationError, match="CX_CORS_ORIGINS='\\*' is refused"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+# --- CORS ---------------------------------------------------------------------------------
+
+ALLOWED = "https://dashboard.example.com"
+OTHER = "https://evil.example.net"
+
+
+def _preflight(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+
+@pytest.fixture
+async def cors_client(
+    no_cx_env: pytest.MonkeyPatch, database_url: str, engine: AsyncEngine
+) -> AsyncIterator[httpx.AsyncClient]:
+    no_cx_env.setenv("CX_CORS_ORIGINS", f"{ALLOWED}, https://other.example.com")
+    settings = _settings(database_url=database_url)
+    assert settings.cors_origins == [ALLOWED, "https://other.example.com"]
+    async with _client(create_app(settings, engine=engine)) as client:
+        yield client
+
+
+async def test_cors_preflight_for_an_allowed_origin(cors_client: httpx.AsyncClient) -> None:
+    r = await cors_client.options("/v1/orgs", headers=_preflight(ALLOWED))
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == ALLOWED
+    assert "POST" in r.headers["access-control-allow-methods"]
+    allowed_headers = r.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed_headers
+    assert "content-type" in allowed_headers
+
+
+async def test_cors_preflight_for_another_origin_gets_no_grant(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    r = await cors_client.options("/v1/orgs", headers=_preflight(OTHER))
+    assert r.status_code >= 400
+    assert "access-control-allow-origin" not in r.headers
+
+
+async def test_cors_headers_on_answers_including_errors(cors_client: httpx.AsyncClient) -> None:
+    r = await cors_client.get("/livez", headers={"Origin": ALLOWED})
+    assert r.headers["access-control-allow-origin"] == ALLOWED
+    r = await cors_client.get("/v1/orgs", headers={"Origin": ALLOWED})  # 401, still readable
+    assert r.status_code == 401
+    assert r.headers["access-control-allow-origin"] == ALLOWED
+    r = await cors_client.get("/livez", headers={"Origin": OTHER})
+    assert r.status_code == 200
+    assert "access-control-allow-origin" not in r.headers
+
+
+async def test_no_cors_without_configured_origins(client: httpx.AsyncClient) -> None:
+    r = await client.options("/v1/orgs", headers=_preflight(ALLOWED))
+    assert "access-control-allow-origin" not in r.headers
+    r = await client.get("/livez", headers={"Origin": ALLOWED})
+    assert "access-control-allow-origin" not in r.headers
+
+
+# --- reporting time zone ---------------------------------------------------------------
+
+
+async def _start(url: str, zone: str) -> None:
+    """Run the app's start-up and shut-down, as a server would, on `url` with `zone`."""
+    app = create_app(_settings(database_url=url, reporting_timezone=zone))
+    async with app.router.lifespan_context(app), _client(app) as client:
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def _recorded_zone(url: str) -> str:
+    conn = await asyncpg.connect(_plain(url))
+    try:
+        zone: str = await conn.fetchval("SELECT value FROM meta WHERE key = 'reporting_timezone'")
+        return zone
+    finally:
+        await conn.close()
+
+
+async def test_another_reporting_timezone_is_refused_until_rebuilt(
+    server_url: str, tmp_path: Path
+) -> None:
+    async with scratch_database(server_url) as url:
+        await upgrade(url)
+        await _start(url, "UTC")  # the first start records the zone
+        await _start(url, "UTC")
+        assert await _recorded_zone(url) == "UTC"
+
+        with pytest.raises(TimezoneMismatch) as refused:
+            await _start(url, "Asia/Seoul")
+        message = str(refused.value)
+        assert "'UTC'" in message
+        assert "'Asia/Seoul'" in message
+        assert "cx-survey rebuild --reporting-timezone Asia/Seoul" in message
+        assert await _recorded_zone(url) == "UTC"
+
+        env = cli_env(url, reporting_timezone="Asia/Seoul")
+        run = await cx_survey(
+            "rebuild", "--reporting-timezone", "Asia/Seoul", env=env, cwd=tmp_path
+        )
+        assert run.code == 0, run.stderr
+        assert "Asia/Seoul" in run.stderr
+        assert await _recorded_zone(url) == "Asia/Seoul"
+
+        await _start(url, "Asia/Seoul")
+        with pytest.raises(TimezoneMismatch):
+            await _start(url, "UTC")
+
+
+async def test_serve_refuses_another_reporting_timezone(server_url: str, tmp_path: Path) -> None:
+    async with scratch_database(server_url) as url:
+        await upgrade(url)
+        await _start(url, "UTC")
+        env = cli_env(url, reporting_timezone="Europe/Berlin")
+        run = await cx_survey("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+        assert run.code != 0
+        assert "built for reporting time zone 'UTC'" in run.said
+        assert "cx-survey rebuild --reporting-timezone Europe/Berlin" in run.said
+        assert await _recorded_zone(url) == "UTC"
+        assert "Traceback" not in run.stderr
