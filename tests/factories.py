@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -77,3 +79,8 @@ async def standard_setup(client: httpx.AsyncClient, headers: dict[str, str]) -> 
     await create_orgs(client, headers, *STANDARD_TREE)
     r = await client.post("/v1/surveys", json=survey_body(), headers=headers)
     assert r.status_code == 201, r.text
+
+
+def cursor_of(value: Any) -> str:
+    """A cursor as the API encodes one, of any JSON value (to forge bad ones)."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import KeyFactory, bearer
-from tests.factories import STANDARD_TREE, create_orgs
+from tests.factories import STANDARD_TREE, create_orgs, cursor_of
 
 PROBLEM_BASE = "https://cx-survey.dev/problems/"
 
@@ -333,23 +332,19 @@ async def test_bad_limit_is_422(
     assert_problem(r, 422, "validation-error", loc=["query", "limit"])
 
 
-def _cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
 @pytest.mark.parametrize(
     "cursor",
     [
         "garbage!",
         "%%%",
         "not-base64-at-all",
-        _cursor({"a": 1}),
-        _cursor("KR"),
-        _cursor(["\u0000"]),
-        _cursor(["KR\u0000"]),
-        _cursor([{"code": "KR"}]),
-        _cursor([12]),
-        _cursor(["KR", "US"]),
+        cursor_of({"a": 1}),
+        cursor_of("KR"),
+        cursor_of(["\u0000"]),
+        cursor_of(["KR\u0000"]),
+        cursor_of([{"code": "KR"}]),
+        cursor_of([12]),
+        cursor_of(["KR", "US"]),
         "x" * 513,
     ],
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 from datetime import datetime
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import KeyFactory, bearer
-from tests.factories import survey_body
+from tests.factories import cursor_of, survey_body
 
 PROBLEM_BASE = "https://cx-survey.dev/problems/"
 
@@ -1024,24 +1023,20 @@ async def test_bad_limit_is_422(
     assert_problem(r, 422, "validation-error", loc=["query", "limit"])
 
 
-def _cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
 @pytest.mark.parametrize(
     "cursor",
     [
         "garbage!",
         "%%%",
         "not-base64-at-all",
-        _cursor({"a": 1}),
-        _cursor("delivery-csat"),
-        _cursor(["\u0000"]),
-        _cursor(["delivery\u0000"]),
-        _cursor([{"code": "delivery-csat"}]),
-        _cursor([12]),
-        _cursor([None]),
-        _cursor(["delivery-csat", "rental-a"]),
+        cursor_of({"a": 1}),
+        cursor_of("delivery-csat"),
+        cursor_of(["\u0000"]),
+        cursor_of(["delivery\u0000"]),
+        cursor_of([{"code": "delivery-csat"}]),
+        cursor_of([12]),
+        cursor_of([None]),
+        cursor_of(["delivery-csat", "rental-a"]),
         "x" * 513,
     ],
 )
