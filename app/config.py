@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     reporting_timezone: str = "UTC"
     pseudonym_key: str = DEV_PSEUDONYM_KEY
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
     min_n_default: int = Field(default=30, ge=1)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import time
 
 import asyncpg
+import httpx
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
@@ -64,3 +68,55 @@ def bench_settings(url: str) -> Settings:
         db_pool_size=4,
         db_statement_timeout_ms=0,
     )
+
+
+def cli_path() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "cx-survey")
+
+
+def start_server(url: str, port: int, *args: str) -> subprocess.Popen[bytes]:
+    """`cx-survey serve` on `url` (extra serve options in `args`), once /readyz answers 200."""
+    env = {**os.environ, "CX_DATABASE_URL": url, "CX_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([cli_path(), "serve", "--port", str(port), *args], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("the server did not become ready")
+
+
+def create_key(url: str, *scopes: str) -> str:
+    """A new API key with `scopes`, made by `cx-survey keys create`."""
+    env = {**os.environ, "CX_DATABASE_URL": url}
+    flags = [arg for scope in scopes for arg in ("--scope", scope)]
+    out = subprocess.run(
+        [cli_path(), "keys", "create", "--name", "bench", *flags],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn workers), in MB."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            with open(f"/proc/{current}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            with open(f"/proc/{current}/task/{current}/children") as f:
+                pids.extend(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            continue
+    return total / 1024

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,7 +23,7 @@ import asyncpg
 import httpx
 import typer
 
-from bench.common import database_url, plain, server_url
+from bench.common import create_key, database_url, plain, server_url, start_server
 
 STAGES = ("purchase", "consultation", "rental", "delivery", "after_service")
 TOLERANCE = 1e-9
@@ -218,35 +215,6 @@ async def measure(
     return results
 
 
-def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CX_DATABASE_URL": url, "CX_LOG_LEVEL": "warning"}
-    cli = os.path.join(os.path.dirname(sys.executable), "cx-survey")
-    proc = subprocess.Popen([cli, "serve", "--port", str(port)], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit("the server did not become ready")
-
-
-def create_key(url: str) -> str:
-    cli = os.path.join(os.path.dirname(sys.executable), "cx-survey")
-    env = {**os.environ, "CX_DATABASE_URL": url}
-    out = subprocess.run(
-        [cli, "keys", "create", "--name", "bench", "--scope", "indices:read"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
 def main(
     database: Annotated[str, typer.Option(help="A database loaded by bench.load.")] = "cx_bench",
     requests: Annotated[int, typer.Option(help="HTTP requests per scenario.")] = 200,
@@ -254,7 +222,7 @@ def main(
     port: Annotated[int, typer.Option(help="Port for the server under test.")] = 8765,
 ) -> None:
     url = database_url(server_url(), database)
-    key = create_key(url)
+    key = create_key(url, "indices:read")
     server = start_server(url, port)
     try:
         results = asyncio.run(measure(url, f"http://127.0.0.1:{port}", key, requests, naive_runs))

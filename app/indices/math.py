@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from app.stages import Stage
 
@@ -46,11 +45,17 @@ class ScaleStats:
 
 @dataclass(frozen=True, slots=True)
 class StageMoments:
-    """Exact n, Σx and Σx² of one stage's normalized scores, with its top-2-box and NPS counts."""
+    """Exact moments of one stage's normalized scores x = 100·d/span, as integers over a common
+    denominator: Σx = 100·a/L and Σx² = 10⁴·b/L², with L the lcm of the stage's spans.
+
+    Every quantity below is a ratio of two exact integers, divided once: Python's int / int is
+    correctly rounded, so each is the float nearest its exact value (no Fraction arithmetic).
+    """
 
     n: int = 0
-    sum_x: Fraction = Fraction(0)
-    sum_x2: Fraction = Fraction(0)
+    a: int = 0
+    b: int = 0
+    lcm: int = 1
     top2: int = 0
     nps_n: int = 0
     promoters: int = 0
@@ -58,29 +63,37 @@ class StageMoments:
 
     @classmethod
     def of(cls, scales: Iterable[ScaleStats]) -> StageMoments:
-        n = top2 = nps_n = promoters = detractors = 0
-        sum_x = sum_x2 = Fraction(0)
+        scales = list(scales)
+        lcm = math.lcm(*(s.scale_max - s.scale_min for s in scales)) if scales else 1
+        n = a = b = top2 = nps_n = promoters = detractors = 0
         for s in scales:
-            unit = Fraction(100, s.scale_max - s.scale_min)
+            k = lcm // (s.scale_max - s.scale_min)
             n += s.n
-            sum_x += unit * s.sum_d
-            sum_x2 += unit * unit * s.sum_d2
+            a += k * s.sum_d
+            b += k * k * s.sum_d2
             top2 += s.top2
             nps_n += s.nps_n
             promoters += s.promoters
             detractors += s.detractors
-        return cls(n, sum_x, sum_x2, top2, nps_n, promoters, detractors)
+        return cls(n, a, b, lcm, top2, nps_n, promoters, detractors)
 
     @property
-    def mean(self) -> Fraction:
-        return self.sum_x / self.n
+    def mean(self) -> float:
+        return 100 * self.a / (self.lcm * self.n)
 
     @property
-    def variance(self) -> Fraction | None:
-        """Sample variance (denominator n - 1); None below two responses."""
+    def variance(self) -> float | None:
+        """Sample variance (denominator n - 1); None below two responses.
+
+        (Σx² - (Σx)²/n) / (n - 1) = 10⁴ (b·n - a²) / (L² n (n - 1)), b·n - a² ≥ 0 exactly.
+        """
         if self.n < 2:
             return None
-        return (self.sum_x2 - self.sum_x * self.sum_x / self.n) / (self.n - 1)
+        return (
+            10_000
+            * (self.b * self.n - self.a * self.a)
+            / (self.lcm * self.lcm * self.n * (self.n - 1))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +122,9 @@ def _clip(low: float, high: float) -> tuple[float, float]:
     return (min(max(low, 0.0), 100.0), min(max(high, 0.0), 100.0))
 
 
-def _interval(center: Fraction, variance_of_mean: Fraction) -> tuple[float, float]:
+def _interval(center: float, variance_of_mean: float) -> tuple[float, float]:
     half = 1.96 * math.sqrt(variance_of_mean)
-    c = float(center)
-    return _clip(c - half, c + half)
+    return _clip(center - half, center + half)
 
 
 def compute_index(
@@ -127,7 +139,7 @@ def compute_index(
     `included` are the stages asked for (None: all); the others are listed suppressed, with n 0.
     """
     results: list[StageResult] = []
-    used: list[tuple[Fraction, StageMoments]] = []
+    used: list[tuple[float, StageMoments]] = []
     total_n = 0
     for stage in Stage:
         weight = float(weights.get(stage, 1.0))
@@ -145,34 +157,31 @@ def compute_index(
                 moments.n,
                 weight,
                 suppressed=False,
-                score=float(mean),
+                score=mean,
                 ci95=_interval(mean, variance / moments.n) if variance is not None else None,
-                top2box=float(Fraction(100 * moments.top2, moments.n)),
+                top2box=100 * moments.top2 / moments.n,
                 nps=(
-                    float(Fraction(100 * (moments.promoters - moments.detractors), moments.nps_n))
+                    100 * (moments.promoters - moments.detractors) / moments.nps_n
                     if moments.nps_n
                     else None
                 ),
             )
         )
         if weight > 0:
-            used.append((Fraction(weight), moments))
+            used.append((weight, moments))
 
     if not used:
         return IndexResult(n=total_n, csi=None, ci95=None, se=None, suppressed=True, stages=results)
-    total_weight = sum((w for w, _ in used), Fraction(0))
-    csi = sum((w * m.mean for w, m in used), Fraction(0)) / total_weight
+    total_weight = math.fsum(w for w, _ in used)
+    csi = math.fsum(w * m.mean for w, m in used) / total_weight
     if any(m.variance is None for _, m in used):
-        return IndexResult(
-            n=total_n, csi=float(csi), ci95=None, se=None, suppressed=False, stages=results
-        )
-    se2 = sum(
-        ((w / total_weight) ** 2 * m.variance / m.n for w, m in used if m.variance is not None),
-        Fraction(0),
+        return IndexResult(n=total_n, csi=csi, ci95=None, se=None, suppressed=False, stages=results)
+    se2 = math.fsum(
+        (w / total_weight) ** 2 * m.variance / m.n for w, m in used if m.variance is not None
     )
     return IndexResult(
         n=total_n,
-        csi=float(csi),
+        csi=csi,
         ci95=_interval(csi, se2),
         se=math.sqrt(se2),
         suppressed=False,

@@ -219,7 +219,9 @@ async def _stats(
         edges.extend(partial)
     conn = await driver_connection(session)
     # A generic plan cannot see which org and months are asked for and scans the whole rollup.
-    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    if not session.info.get("custom_plans"):  # once per transaction
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        session.info["custom_plans"] = True
     return await store.collect(
         conn,
         targets=targets,

@@ -1,25 +1,30 @@
 """`cx-survey import responses FILE`: a file of responses through the one bulk write path.
 
-Records stream from the file in batches to `post_batch` (the code behind the batch endpoint), two
-batches in flight so that reading and checking one overlaps the database writing the other.
-Memory stays bounded by the batch size; a re-run stores nothing twice (idempotent keys).
+Records stream from the file in batches to `post_batch` (the code behind the batch endpoint),
+with one batch more in flight than there are writers, so that reading overlaps writing. Writers:
+this process, or `--workers N` processes of their own (checking answers is CPU work). Memory
+stays bounded by the batches in flight; a re-run stores nothing twice (idempotent keys).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import multiprocessing
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import create_sessionmaker
+from app.db import create_engine, create_sessionmaker
 from app.importing import (
     ByteCounter,
     FileFormat,
@@ -50,7 +55,6 @@ REQUIRED_COLUMNS = ("survey", "org", "occurred_at", "external_id", "customer_typ
 ANSWER_PREFIX = "answer."
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _STORED = {ItemStatus.created, ItemStatus.duplicate}
-IN_FLIGHT = 2
 
 
 def check_columns(header: list[str]) -> None:
@@ -139,6 +143,79 @@ def _reason(result: BatchItemResult) -> str:
     )
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(url: str, settings_data: dict[str, Any], source: str | None) -> None:
+    """In a writer process: an event loop, a one-connection engine and the import's caller."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    settings = Settings(_env_file=None, **settings_data)
+    engine = create_engine(settings, url, pool_size=1, max_overflow=0)
+    _WORKER.update(
+        loop=loop,
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        principal=_principal(source),
+    )
+    atexit.register(lambda: loop.run_until_complete(engine.dispose()))
+
+
+def _worker_write(items: list[Any]) -> list[BatchItemResult]:
+    """In a writer process: one batch through post_batch, in its own transaction."""
+    return cast(
+        "list[BatchItemResult]",
+        _WORKER["loop"].run_until_complete(
+            _write_batch(_WORKER["sessionmaker"], _WORKER["principal"], _WORKER["settings"], items)
+        ),
+    )
+
+
+async def _write_batch(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    settings: Settings,
+    items: list[Any],
+) -> list[BatchItemResult]:
+    async with sessionmaker() as session, session.begin():
+        out = await post_batch(session, items=items, principal=principal, settings=settings)
+    return out.results
+
+
+def _principal(source: str | None) -> Principal:
+    return Principal(key_id="cli", name="import", scopes=frozenset({Scope.admin}), source=source)
+
+
+@contextmanager
+def _writer(
+    engine: AsyncEngine, settings: Settings, source: str | None, workers: int
+) -> Iterator[Callable[[list[Any]], Awaitable[list[BatchItemResult]]]]:
+    """Where batches are written: here (workers=1), or in `workers` processes of their own,
+    each validating and writing whole batches while this one reads the file."""
+    if workers <= 1:
+        sessionmaker = create_sessionmaker(engine)
+        principal = _principal(source)
+
+        async def here(items: list[Any]) -> list[BatchItemResult]:
+            return await _write_batch(sessionmaker, principal, settings, items)
+
+        yield here
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(url, settings.model_dump(), source),
+    ) as pool:
+
+        async def there(items: list[Any]) -> list[BatchItemResult]:
+            return await asyncio.get_running_loop().run_in_executor(pool, _worker_write, items)
+
+        yield there
+
+
 async def import_responses(
     engine: AsyncEngine,
     settings: Settings,
@@ -148,24 +225,37 @@ async def import_responses(
     rejects: Rejects,
     source: str | None = None,
     batch_size: int = MAX_BATCH,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
-    """Import every record of `path`; rejected ones go to `rejects`. progress(bytes, records)."""
-    principal = Principal(
-        key_id="cli", name="import", scopes=frozenset({Scope.admin}), source=source
-    )
-    sessionmaker = create_sessionmaker(engine)
+    """Import every record of `path`; rejected ones go to `rejects`. progress(bytes, records).
+
+    With workers > 1, batches are checked and written by that many processes; memory stays
+    bounded by (workers + 1) batches in flight."""
+    with _writer(engine, settings, source, workers) as write_batch:
+        return await _import(
+            engine, write_batch, path, fmt, rejects, batch_size, workers + 1, progress
+        )
+
+
+async def _import(
+    engine: AsyncEngine,
+    write_batch: Callable[[list[Any]], Awaitable[list[BatchItemResult]]],
+    path: Path,
+    fmt: FileFormat,
+    rejects: Rejects,
+    batch_size: int,
+    in_flight: int,
+    progress: Callable[[int, int], None] | None,
+) -> ImportSummary:
     summary = ImportSummary()
     counter = ByteCounter()
     started = time.perf_counter()
     rating_keys = await _rating_keys(engine) if fmt is FileFormat.csv else {}
 
     async def write(batch: list[Record]) -> None:
-        async with sessionmaker() as session, session.begin():
-            out = await post_batch(
-                session, items=[r.data for r in batch], principal=principal, settings=settings
-            )
-        for record, result in zip(batch, out.results, strict=True):
+        results = await write_batch([r.data for r in batch])
+        for record, result in zip(batch, results, strict=True):
             summary.counts[result.status.value] += 1
             if result.status not in _STORED:
                 rejects.add(
@@ -182,7 +272,7 @@ async def import_responses(
 
     async def submit(batch: list[Record]) -> None:
         nonlocal pending
-        while len(pending) >= IN_FLIGHT:
+        while len(pending) >= in_flight:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
