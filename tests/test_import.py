@@ -325,3 +325,20 @@ async def test_orgs_in_any_order_rerun_and_conflicts(
     assert reject["status"] == "conflict"
     r = await committed_client.get("/v1/orgs/KR", headers=committed_admin)
     assert r.json()["parent"] == "HQ"
+
+
+async def test_writer_processes_store_the_same_and_rerun_safely(
+    world: None, settings: Settings, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    lines: list[Any] = [item(n) for n in range(2500)]
+    lines[1700] = item(1700, answers={"overall": 0})  # off the scale
+    path = write_jsonl(tmp_path / "r.jsonl", lines)
+    done = cx(settings, "import", "responses", path, "--workers", "2")
+    assert done.returncode == 1, done.stderr
+    assert "created 2,499, duplicate 0, conflict 0, invalid 1" in done.stderr
+    (reject,) = read_rejects(tmp_path / "r.jsonl.rejects.jsonl")
+    assert reject["line"] == 1701
+    assert reject["errors"][0]["loc"] == ["answers", "overall"]
+    again = cx(settings, "import", "responses", path, "--workers", "2")
+    assert "created 0, duplicate 2,499" in again.stderr
+    assert await count(engine) == 2499
