@@ -94,6 +94,9 @@ def settings(database_url: str) -> Settings:
         env=Environment.test,
         database_url=database_url,
         pseudonym_key=TEST_PSEUDONYM_KEY,
+        # Concurrency tests hold 20+ requests open at once, each with its own connection.
+        db_pool_size=30,
+        db_max_overflow=10,
     )
 
 
