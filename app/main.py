@@ -19,7 +19,7 @@ from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
 from app.keys.router import router as keys_router
 from app.meta import check_reporting_timezone
-from app.middleware import JsonOnly
+from app.middleware import BodyLimit, JsonOnly
 from app.orgs.router import router as orgs_router
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     app.add_middleware(JsonOnly)
+    app.add_middleware(BodyLimit)
     if settings.cors_origins:  # added last = outermost, so that every answer carries CORS headers
         app.add_middleware(
             CORSMiddleware,

@@ -1,10 +1,11 @@
-"""ASGI middleware of our own: refuse request bodies that are not JSON with a clear 415."""
+"""ASGI middleware of our own: 415 for bodies that are not JSON, 413 for bodies too large."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import UnsupportedMediaType, render
+from app.errors import PayloadTooLarge, UnsupportedMediaType, render
+from app.limits import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -36,3 +37,50 @@ class JsonOnly:
                         return
                     break
         await self.app(scope, receive, send)
+
+
+def _limit(scope: Scope) -> int:
+    return MAX_BATCH_BODY_BYTES if scope["path"] == "/v1/responses/batch" else MAX_BODY_BYTES
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body must be at most {limit:,} bytes.")
+
+
+class BodyLimit:
+    """413 problem+json for a body over its limit: at once when Content-Length says so, else as
+    soon as the bytes read pass it (the body is never read further)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = _limit(scope)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await render(_too_large(limit))(scope, receive, send)
+                return
+        seen = 0
+        answered = False
+
+        async def counted() -> Message:
+            nonlocal seen, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # Answer now and tell the app the client left: it stops reading, and
+                    # whatever it tries to send afterwards is dropped.
+                    answered = True
+                    await render(_too_large(limit))(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def unless_answered(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, counted, unless_answered)
