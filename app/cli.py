@@ -120,6 +120,8 @@ def serve(
     """Migrate the database and serve the API with uvicorn."""
     import uvicorn
 
+    from app.logs import logging_config
+
     settings = _settings()
     url = prepare_database(settings)
     # uvicorn would catch a mismatch in the lifespan and print a traceback; refuse cleanly here.
@@ -136,6 +138,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_level),
+        access_log=False,  # app.logs.RequestContext writes the access line, without raw paths
         proxy_headers=True,
         timeout_graceful_shutdown=20,
     )

@@ -18,6 +18,7 @@ from app.errors import register_error_handlers
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
 from app.keys.router import router as keys_router
+from app.logs import RequestContext
 from app.meta import check_reporting_timezone
 from app.middleware import BodyLimit, JsonOnly
 from app.orgs.router import router as orgs_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         app.state.sessionmaker = create_sessionmaker(engine)
     app.add_middleware(JsonOnly)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestContext)  # outermost of ours: every line of a request has its id
     if settings.cors_origins:  # added last = outermost, so that every answer carries CORS headers
         app.add_middleware(
             CORSMiddleware,
