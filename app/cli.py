@@ -102,10 +102,14 @@ def _with_session(settings: Settings, action: Callable[[AsyncSession], Awaitable
         raise _fail(exc.detail) from exc
 
 
+MAX_DEFAULT_WORKERS = 8  # 8 x (5 + 5) connections stay well below PostgreSQL's default 100
+
+
 def default_workers() -> int:
-    """One worker per core: on 2 cores, 2 workers posted 30-60% more than 1, and 3 fewer than 2
-    (docs/benchmarks.md)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    """One worker per core, at most 8: on 2 cores, 2 workers posted 30-60% more than 1, and 3
+    fewer than 2 (docs/benchmarks.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
 @cli.command()
@@ -292,6 +296,9 @@ Progress = Callable[[int, int], None]
 ImportAction = Callable[[AsyncEngine, FileFormat, Rejects, Progress], Awaitable[T]]
 
 
+IMPORT_STOPPED = 3  # exit status of an import stopped by an error (1: rejects, 2: bad file)
+
+
 def _run_import(
     path: Path, fmt: FileFormat | None, rejects: Path | None, action: ImportAction[T]
 ) -> tuple[T, Rejects]:
@@ -301,7 +308,10 @@ def _run_import(
     except ImportFileError as exc:
         raise _fail(str(exc), 2) from exc
     settings = _settings()
-    url = prepare_database(settings)
+    try:
+        url = prepare_database(settings)
+    except typer.Exit as exc:  # the database cannot be reached or migrated: said already
+        raise typer.Exit(IMPORT_STOPPED) from exc
     check_zone(settings, url)  # local dates of imported responses are taken in this zone
     sink = Rejects(rejects or path.with_name(path.name + ".rejects.jsonl"))
 
@@ -318,6 +328,12 @@ def _run_import(
             return asyncio.run(run()), sink
     except ImportFileError as exc:
         raise _fail(f"{path}: {exc}", 2) from exc
+    except Exception as exc:  # the database went away, or a bug: stop clearly, never half-say
+        raise _fail(
+            f"{path}: import stopped ({type(exc).__name__}: {exc}); the batches stored before "
+            f"it stay stored and a re-run is safe ({sink.count:,} rejects so far in {sink.path})",
+            IMPORT_STOPPED,
+        ) from exc
 
 
 def _report_rejects(sink: Rejects) -> None:
@@ -342,7 +358,8 @@ def import_responses(
 
     JSON Lines: one POST /v1/responses body per line. CSV: one column per top-level field,
     customer_ref and customer_type, and one answer.KEY column per question. Exits 1 when some
-    lines were rejected (see the reject file), 2 when the file cannot be read at all.
+    lines were rejected (see the reject file), 2 when the file cannot be read at all, 3 when the
+    import stopped on an error (the database went away): stored batches stay, re-run it.
     """
     from app.responses.importer import import_responses as run_import
 

@@ -242,13 +242,34 @@ async def _integrity_error(_: Request, exc: Exception) -> ProblemResponse:
     return render(Conflict("The resource conflicts with one that exists already."))
 
 
+def _data_error(exc: BaseException) -> BaseException | None:
+    """The PostgreSQL data exception (SQLSTATE class 22) behind `exc`, if any: a value that
+    passed validation but that the database refuses to store (a backstop; the schemas refuse
+    what they know of, such as NUL characters)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if str(getattr(current, "sqlstate", "") or "").startswith("22"):
+            return current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
+
+
+def _refused_value(error: BaseException) -> ProblemResponse:
+    logger.info("value refused by the database: %s", type(error).__name__)
+    return render(ValidationFailed.at(("body",), f"a value cannot be stored: {error}"))
+
+
 async def _database_error(_: Request, exc: Exception) -> ProblemResponse:
+    if (refused := _data_error(exc)) is not None:
+        return _refused_value(refused)
     if (
         isinstance(exc, DBAPIError)
         and not exc.connection_invalidated
         and not _is_connection_error(exc)
     ):
-        return await _unexpected(_, exc)
+        return await unexpected(_, exc)
     logger.warning("database unavailable: %s", type(exc).__name__)
     return render(ServiceUnavailable("The database is unavailable; retry shortly."))
 
@@ -274,7 +295,10 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-async def _unexpected(_: Request, exc: Exception) -> ProblemResponse:
+async def unexpected(_: Request | None, exc: Exception) -> ProblemResponse:
+    """The answer to an exception nothing else handled: 422/503 where it is one, else 500."""
+    if (refused := _data_error(exc)) is not None:
+        return _refused_value(refused)
     if _is_connection_error(exc):
         return render(ServiceUnavailable("The database is unavailable; retry shortly."))
     logger.exception("unhandled error", exc_info=exc)
@@ -295,7 +319,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(OSError, _database_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected)
 
 
 ALL_ERROR_KINDS: tuple[type[AppError], ...] = (

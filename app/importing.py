@@ -60,10 +60,18 @@ class ByteCounter:
     done: int = 0
 
 
-def _lines(handle: IO[bytes], counter: ByteCounter) -> Iterator[str]:
-    for raw in handle:
+def _lines(handle: IO[bytes], counter: ByteCounter, bad: set[int]) -> Iterator[str]:
+    """The file's lines as text; the numbers of lines that are not valid UTF-8 go to `bad`."""
+    for number, raw in enumerate(handle, start=1):
         counter.done += len(raw)
-        yield raw.decode("utf-8", errors="replace")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.add(number)
+            yield raw.decode("utf-8", errors="replace")
+
+
+NOT_UTF8 = "not valid UTF-8"
 
 
 ColumnCheck = Callable[[list[str]], None]
@@ -73,26 +81,36 @@ def read_records(
     path: Path, fmt: FileFormat, counter: ByteCounter, *, check_columns: ColumnCheck
 ) -> Iterator[Record]:
     """The file's records in order; CSV cells are strings, empty cells are left out."""
+    bad: set[int] = set()
     with path.open("rb") as handle:
         if fmt is FileFormat.csv:
-            yield from _csv_records(_lines(handle, counter), check_columns)
+            yield from _csv_records(_lines(handle, counter, bad), check_columns, bad)
         else:
-            yield from _jsonl_records(_lines(handle, counter), path)
+            yield from _jsonl_records(_lines(handle, counter, bad), path, bad)
 
 
-def _csv_records(lines: Iterator[str], check_columns: ColumnCheck) -> Iterator[Record]:
+def _csv_records(
+    lines: Iterator[str], check_columns: ColumnCheck, bad: set[int]
+) -> Iterator[Record]:
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None:
         return
+    if bad:
+        raise ImportFileError(f"the header is {NOT_UTF8}")
     header = [name.strip().lstrip("\ufeff") for name in header]
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise ImportFileError(f"duplicate column(s): {', '.join(duplicates)}")
     check_columns(header)
+    previous = reader.line_num
     for row in reader:
         line = reader.line_num
+        first, previous = previous + 1, line
         if not any(cell.strip() for cell in row):
+            continue
+        if any(number in bad for number in range(first, line + 1)):
+            yield Record(line, error=NOT_UTF8)
             continue
         if len(row) != len(header):
             yield Record(line, error=f"expected {len(header)} cells, found {len(row)}")
@@ -100,10 +118,14 @@ def _csv_records(lines: Iterator[str], check_columns: ColumnCheck) -> Iterator[R
         yield Record(line, data={k: v for k, v in zip(header, row, strict=True) if v != ""})
 
 
-def _jsonl_records(lines: Iterator[str], path: Path) -> Iterator[Record]:
+def _jsonl_records(lines: Iterator[str], path: Path, bad: set[int]) -> Iterator[Record]:
     first = True
-    for line, text in enumerate(lines, start=1):
+    for line, raw in enumerate(lines, start=1):
+        text = raw.removeprefix("\ufeff") if line == 1 else raw
         if not text.strip():
+            continue
+        if line in bad:
+            yield Record(line, error=NOT_UTF8)
             continue
         try:
             value = orjson.loads(text)

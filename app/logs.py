@@ -26,6 +26,22 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
+def install_request_ids() -> None:
+    """Stamp every log record with the request id current where it is made (not where it is
+    formatted, which may be later or elsewhere)."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "stamps_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        record.request_id = request_id.get()
+        return record
+
+    factory.stamps_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class JsonFormatter(logging.Formatter):
     """A record as one JSON line; fields given with `extra=` are kept."""
 
@@ -36,11 +52,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = request_id.get()
+        rid = getattr(record, "request_id", None) or request_id.get()
         if rid is not None:
             entry["request_id"] = rid
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key != "request_id" and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -94,15 +110,25 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started_response:
+                raise
+            # Answered here rather than by Starlette's outermost error middleware, so that the
+            # log line and the response carry the request id like every other answer.
+            from app.errors import unexpected
+
+            await (await unexpected(None, exc))(scope, receive, send_with_id)
         finally:
             principal = scope.get("state", {}).get("principal")
             access_logger.info(

@@ -18,7 +18,7 @@ from app.errors import register_error_handlers
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
 from app.keys.router import router as keys_router
-from app.logs import RequestContext
+from app.logs import RequestContext, install_request_ids
 from app.meta import check_reporting_timezone
 from app.middleware import BodyLimit, JsonOnly
 from app.orgs.router import router as orgs_router
@@ -33,6 +33,7 @@ logger = logging.getLogger("cx_survey")
 def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
     """Build the application; `engine` lets tests hand in their own database."""
     settings = settings or get_settings()
+    install_request_ids()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

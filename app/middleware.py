@@ -44,12 +44,15 @@ def _limit(scope: Scope) -> int:
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body must be at most {limit:,} bytes.")
+    # Connection: close, so that the server drops the rest of the body instead of reading it.
+    return PayloadTooLarge(
+        f"The request body must be at most {limit:,} bytes.", headers={"Connection": "close"}
+    )
 
 
 class BodyLimit:
     """413 problem+json for a body over its limit: at once when Content-Length says so, else as
-    soon as the bytes read pass it (the body is never read further)."""
+    soon as the bytes read pass it; the connection is then closed, not read to its end."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -18,8 +18,16 @@ def is_code(value: str) -> bool:
     return _CODE.fullmatch(value) is not None
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000: refuse it here instead of failing there.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
 
 
 class InputModel(BaseModel):

@@ -342,3 +342,54 @@ async def test_writer_processes_store_the_same_and_rerun_safely(
     again = cx(settings, "import", "responses", path, "--workers", "2")
     assert "created 0, duplicate 2,499" in again.stderr
     assert await count(engine) == 2499
+
+
+async def test_bad_utf8_and_nul_lines_are_rejects_not_crashes(
+    world: None, settings: Settings, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "r.jsonl"
+    with path.open("wb") as f:
+        f.write(b"\xef\xbb\xbf" + orjson.dumps(item(1)) + b"\n")  # a BOM is not an error
+        f.write(orjson.dumps(item(2)).replace(b"imp-2", b"imp-\xff\xfe") + b"\n")
+        f.write(orjson.dumps(response_body(external_id="nul\u0000id")) + b"\n")
+        f.write(orjson.dumps(item(4)) + b"\n")
+    done = cx(settings, "import", "responses", path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "created 2" in done.stderr
+    rejects = {r["line"]: r for r in read_rejects(tmp_path / "r.jsonl.rejects.jsonl")}
+    assert rejects[2]["reason"] == "not valid UTF-8"
+    assert rejects[3]["errors"][0]["loc"] == ["external_id"]
+    assert await count(engine) == 2
+
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_bytes(
+        b"survey,org,occurred_at,source,external_id,customer_type,answer.overall\n"
+        b"delivery-csat,KR,2026-11-20T10:00:00Z,pos,u1,end_user,4\n"
+        b"delivery-csat,KR,2026-11-20T10:00:00Z,pos,u\xff2,end_user,4\n"
+    )
+    done = cx(settings, "import", "responses", csv_path)
+    assert done.returncode == 1, done.stderr
+    (reject,) = read_rejects(tmp_path / "r.csv.rejects.jsonl")
+    assert reject == {"line": 3, "status": "invalid", "reason": "not valid UTF-8"}
+
+
+def test_an_unreachable_database_stops_the_import_with_status_3(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "r.jsonl", [item(1)])
+    env = {
+        **os.environ,
+        "CX_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/nothing",
+        "CX_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
+        "CX_ENV": "test",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "import", "responses", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "error:" in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -82,3 +83,23 @@ def test_lines_outside_a_request_have_no_request_id() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "fold 3"
     assert "request_id" not in line
+
+
+async def test_an_unexpected_error_is_a_500_with_its_request_id(
+    app: Any, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    caplog.set_level(logging.INFO)
+    r = await client.get("/boom", headers={"X-Request-ID": "bug-1"})
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.headers["x-request-id"] == "bug-1"
+    assert "a bug" not in r.text
+    errors = [rec for rec in caplog.records if rec.name == "cx_survey.errors"]
+    assert errors
+    assert json.loads(JsonFormatter().format(errors[0]))["request_id"] == "bug-1"
+    (line,) = access_lines(caplog)
+    assert line.status == 500  # type: ignore[attr-defined]

@@ -18,8 +18,14 @@ async def fold_once(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        async with raw.transaction():
-            return await store.fold(raw)
+        try:
+            async with raw.transaction():
+                return await store.fold(raw)
+        except Exception:
+            # Raw asyncpg errors bypass SQLAlchemy's disconnect detection: never hand this
+            # connection back to the pool, a dead one would fail every fold after it.
+            await conn.invalidate()
+            raise
 
 
 async def fold_all(engine: AsyncEngine) -> int:

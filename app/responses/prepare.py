@@ -157,6 +157,9 @@ def check_answers(
                     {"loc": where, "msg": f"must be at most {MAX_TEXT_ANSWER} characters"}
                 )
                 continue
+            if "\x00" in value:
+                errors.append({"loc": where, "msg": "must not contain the NUL character"})
+                continue
             normalized[key] = value
     return normalized, errors
 

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 from app.responses.models import CustomerType
-from app.schemas import Code, InputModel, OutputModel, PositiveVersion, ShortText
+from app.schemas import Code, InputModel, NoNul, OutputModel, PositiveVersion, ShortText
 from app.stages import Stage
 
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256), NoNul]
 CustomerRef = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 

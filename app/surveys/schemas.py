@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.schemas import Code, InputModel, Name, OutputModel
+from app.schemas import Code, InputModel, Name, NoNul, OutputModel
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, QuestionType
 
@@ -28,8 +28,8 @@ def _json_number(value: Any) -> Any:
 
 
 ScaleBound = Annotated[int, BeforeValidator(_json_number), Field(ge=-1000, le=1000)]
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
-Option = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=1000), NoNul]
+Option = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 MAX_SCALE_SPAN = 100
 MAX_TEXT_ANSWER = 2000
 
