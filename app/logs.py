@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from app.middleware import HttpMiddleware
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_logger = logging.getLogger("cx_survey.access")
@@ -92,17 +94,11 @@ def _route_template(scope: Scope) -> str:
     return template if isinstance(template, str) else "(no route)"
 
 
-class RequestContext:
+class RequestContext(HttpMiddleware):
     """Outermost middleware: a request id (the client's `X-Request-ID` when well-formed, else a
     new one) in the logs' context and echoed in the response; one access line per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         text = given.decode("latin-1")
         rid = text if _CLIENT_ID.match(text) else uuid.uuid4().hex

@@ -17,14 +17,27 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-class JsonOnly:
-    """A body sent with a content type other than JSON gets 415; no content type is read as JSON."""
+class HttpMiddleware:
+    """An ASGI middleware for HTTP requests; lifespan and other scopes pass through untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class JsonOnly(HttpMiddleware):
+    """A body sent with a content type other than JSON gets 415; no content type is read as JSON."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in _BODY_METHODS:
             for name, value in scope["headers"]:
                 if name == b"content-type":
                     if not _is_json(value.decode("latin-1")):
@@ -50,17 +63,11 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """413 problem+json for a body over its limit: at once when Content-Length says so, else as
     soon as the bytes read pass it; the connection is then closed, not read to its end."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = _limit(scope)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
