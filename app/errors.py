@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -13,7 +14,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 logger = logging.getLogger("cx_survey.errors")
 
@@ -221,19 +221,22 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves on the request's path.
+    """The methods the API documents for the request's path (literal paths before templates).
 
     Starlette's own `Allow` names only the first route whose path matched, so `/v1/orgs`
-    (GET and POST, two routes) would answer `Allow: POST` to a DELETE.
+    (GET and POST, two routes) would answer `Allow: POST` to a DELETE; and a template such as
+    /v1/responses/{response_id} must not add its GET to the literal /v1/responses/batch.
     """
-    return [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL
-            for route in request.app.router.routes
-        )
-    ]
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    path = request.url.path
+    operations = paths.get(path)
+    if operations is None:
+        for template, candidate in paths.items():
+            if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), path):
+                operations = candidate
+                break
+    methods = {method.upper() for method in operations or {}}
+    return [method for method in _METHODS if method in methods]
 
 
 async def _integrity_error(_: Request, exc: Exception) -> ProblemResponse:

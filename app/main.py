@@ -21,6 +21,7 @@ from app.keys.router import router as keys_router
 from app.logs import RequestContext, install_request_ids
 from app.meta import check_reporting_timezone
 from app.middleware import BodyLimit, JsonOnly
+from app.openapi import complete
 from app.orgs.router import router as orgs_router
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
@@ -101,4 +102,5 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         keys_router,
     ):
         app.include_router(router)
+    app.openapi = lambda: complete(app)  # type: ignore[method-assign]
     return app

@@ -111,7 +111,9 @@ def _served(app: Any) -> dict[str, set[str]]:
     served: dict[str, set[str]] = {}
     for template in paths:
         concrete = re.sub(r"\{[^}]+\}", "1", template)
-        # A concrete path may match several templates (/v1/responses/batch and /{response_id}).
+        if concrete in paths:  # a literal path is served by its own routes only:
+            served[concrete] = paths[concrete]  # /v1/responses/batch, not /{response_id}
+            continue
         served[concrete] = set().union(
             *(
                 methods

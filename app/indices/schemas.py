@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, RootModel
 
-from app.schemas import InputModel
+from app.schemas import InputModel, JsonNumber
 from app.stages import Stage
 
 Interval = tuple[float, float]
@@ -83,7 +83,7 @@ class Series(BaseModel):
     items: list[SeriesPoint]
 
 
-Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Weight = Annotated[float, JsonNumber, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class WeightsIn(RootModel[dict[Stage, Weight]]):
@@ -97,7 +97,7 @@ class WeightsOut(BaseModel):
 
 
 class TargetIn(InputModel):
-    csi: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    csi: Annotated[float, JsonNumber, Field(ge=0, le=100, allow_inf_nan=False)]
 
 
 class TargetOut(BaseModel):

@@ -73,7 +73,17 @@ class BatchIn(InputModel):
         Field(
             min_length=1,
             max_length=MAX_BATCH,
-            json_schema_extra={"items": {"$ref": "#/components/schemas/ResponseIn"}},
+            # Any item is accepted and judged on its own (an invalid one is `invalid` in the
+            # results, not a 422 of the batch): documented as a ResponseIn, typed as anything.
+            json_schema_extra={
+                "items": {
+                    "description": (
+                        "A POST /v1/responses body (schema ResponseIn). Any value is accepted "
+                        "here and judged on its own: one that is not a valid ResponseIn is "
+                        "reported `invalid` in the results."
+                    )
+                }
+            },
         ),
     ]
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from pydantic import (
-    BeforeValidator,
     Field,
     StrictBool,
     StringConstraints,
@@ -15,19 +14,11 @@ from pydantic import (
     model_validator,
 )
 
-from app.schemas import Code, InputModel, Name, NoNul, OutputModel
+from app.schemas import Code, InputModel, JsonNumber, Name, NoNul, OutputModel
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, QuestionType
 
-
-def _json_number(value: Any) -> Any:
-    # Lax int would take true as 1 and "5" as 5; a bound is a JSON number, as answers are.
-    if isinstance(value, bool | str):
-        raise ValueError("must be an integer")
-    return value
-
-
-ScaleBound = Annotated[int, BeforeValidator(_json_number), Field(ge=-1000, le=1000)]
+ScaleBound = Annotated[int, JsonNumber, Field(ge=-1000, le=1000)]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=1000), NoNul]
 Option = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 MAX_SCALE_SPAN = 100
