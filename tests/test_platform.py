@@ -332,3 +332,30 @@ async def test_serve_refuses_another_reporting_timezone(server_url: str, tmp_pat
         assert "cx-survey rebuild --reporting-timezone Europe/Berlin" in run.said
         assert await _recorded_zone(url) == "UTC"
         assert "Traceback" not in run.stderr
+
+
+async def test_openapi_declares_the_problem_answers_of_every_operation(app: Any) -> None:
+    schema = app.openapi()
+    assert "Problem" in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            expected = {"404", "405", "500", "503"}
+            if path.startswith("/v1/"):
+                expected |= {"400", "401", "403", "409", "410", "413", "415", "422"}
+            missing = expected - set(operation["responses"])
+            assert not missing, f"{method.upper()} {path} does not declare {sorted(missing)}"
+            for status in expected:
+                content = operation["responses"][status]["content"]
+                assert "application/problem+json" in content, f"{method} {path} {status}"
+
+
+@pytest.mark.parametrize("value", [True, "2", None])
+async def test_weights_and_targets_are_json_numbers(
+    client: httpx.AsyncClient, admin: dict[str, str], value: Any
+) -> None:
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    r = await client.put("/v1/orgs/HQ/stage-weights", json={"purchase": value}, headers=admin)
+    assert_problem(r, 422, "validation-error")
+    r = await client.put("/v1/orgs/HQ/targets/2026", json={"csi": value}, headers=admin)
+    assert_problem(r, 422, "validation-error")
