@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -245,18 +245,24 @@ async def _integrity_error(_: Request, exc: Exception) -> ProblemResponse:
     return render(Conflict("The resource conflicts with one that exists already."))
 
 
-def _data_error(exc: BaseException) -> BaseException | None:
-    """The PostgreSQL data exception (SQLSTATE class 22) behind `exc`, if any: a value that
-    passed validation but that the database refuses to store (a backstop; the schemas refuse
-    what they know of, such as NUL characters)."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what lies behind it: the driver error of a DBAPIError, causes, contexts."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if str(getattr(current, "sqlstate", "") or "").startswith("22"):
-            return current
+        yield current
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return None
+
+
+def _data_error(exc: BaseException) -> BaseException | None:
+    """The PostgreSQL data exception (SQLSTATE class 22) behind `exc`, if any: a value that
+    passed validation but that the database refuses to store (a backstop; the schemas refuse
+    what they know of, such as NUL characters)."""
+    return next(
+        (e for e in _causes(exc) if str(getattr(e, "sqlstate", "") or "").startswith("22")),
+        None,
+    )
 
 
 def _refused_value(error: BaseException) -> ProblemResponse:
@@ -277,25 +283,22 @@ async def _database_error(_: Request, exc: Exception) -> ProblemResponse:
     return render(ServiceUnavailable("The database is unavailable; retry shortly."))
 
 
+_CONNECTION_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "AdminShutdownError",
+    "TooManyConnectionsError",
+}
+
+
 def _is_connection_error(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError | ConnectionError | PoolTimeoutError):
-            return True
-        name = type(current).__name__
-        if name in {
-            "ConnectionDoesNotExistError",
-            "CannotConnectNowError",
-            "ConnectionFailureError",
-            "InterfaceError",
-            "AdminShutdownError",
-            "TooManyConnectionsError",
-        }:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(e, OSError | ConnectionError | PoolTimeoutError)
+        or type(e).__name__ in _CONNECTION_ERRORS
+        for e in _causes(exc)
+    )
 
 
 async def unexpected(_: Request | None, exc: Exception) -> ProblemResponse:

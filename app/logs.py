@@ -104,21 +104,19 @@ class RequestContext(HttpMiddleware):
         rid = text if _CLIENT_ID.match(text) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
-        status = 500
-
-        started_response = False
+        status: int | None = None  # set when the response starts
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, started_response
+            nonlocal status
             if message["type"] == "http.response.start":
-                status, started_response = message["status"], True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            if started_response:
+            if status is not None:
                 raise
             # Answered here rather than by Starlette's outermost error middleware, so that the
             # log line and the response carry the request id like every other answer.
@@ -132,7 +130,7 @@ class RequestContext(HttpMiddleware):
                 extra={
                     "method": scope["method"],
                     "route": _route_template(scope),
-                    "status": status,
+                    "status": status or 500,
                     "ms": round((time.perf_counter() - started) * 1000, 2),
                     "key_id": getattr(principal, "key_id", None),
                 },

@@ -99,7 +99,6 @@ def csv_body(cells: dict[str, str], rating_keys: dict[str, set[str]]) -> dict[st
 class ImportSummary:
     records: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in ItemStatus})
-    rejected: int = 0
     seconds: float = 0.0
 
     @property
@@ -115,11 +114,10 @@ async def _rating_keys(engine: AsyncEngine) -> dict[str, set[str]]:
                 SurveyVersion, SurveyVersion.survey_id == Survey.id
             )
         )
+        ratings = {t.value for t in RATING_TYPES}
         keys: dict[str, set[str]] = {}
         for code, questions in rows:
-            keys.setdefault(code, set()).update(
-                q["key"] for q in questions if q["type"] in {t.value for t in RATING_TYPES}
-            )
+            keys.setdefault(code, set()).update(q["key"] for q in questions if q["type"] in ratings)
     return keys
 
 
@@ -155,7 +153,6 @@ def _worker_start(url: str, settings_data: dict[str, Any], source: str | None) -
     _WORKER.update(
         loop=loop,
         settings=settings,
-        engine=engine,
         sessionmaker=create_sessionmaker(engine),
         principal=_principal(source),
     )
@@ -301,7 +298,6 @@ async def _import(
     finally:
         for task in pending:
             task.cancel()
-    summary.rejected = rejects.count
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress(counter.done, summary.records)

@@ -44,8 +44,6 @@ JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
   ON r.source = k.source AND r.external_id = k.external_id
 """
 
-_TOMBSTONED = "SELECT key_hash FROM tombstones WHERE key_hash = ANY($1::bytea[])"
-
 # Rows we just inserted under a key that an erasure tombstoned meanwhile: the erasure deleted
 # the earlier row and committed while our insert waited on it, after our first tombstone look.
 _UNDO_ERASED = """
@@ -88,13 +86,13 @@ def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
 
 
 async def store(
-    session: AsyncSession, items: Sequence[Prepared], *, gone: set[bytes] | None = None
+    session: AsyncSession, items: Sequence[Prepared], *, gone: set[bytes]
 ) -> list[Stored]:
     """Store valid items idempotently; one result per item, in item order.
 
     An item that repeats an earlier item of the same call is judged against that item.
-    `gone`: the tombstoned key hashes among the items' keys when the caller has looked them up
-    already (Catalog.load does, in the same round trip as the references); else looked up here.
+    `gone`: the tombstoned key hashes among the items' keys, as Catalog.load found them in the
+    same round trip as the references (a later erasure is caught after the insert).
     """
     firsts: dict[tuple[str, str], Prepared] = {}
     for item in items:
@@ -104,12 +102,8 @@ async def store(
     conn = await driver_connection(session)
 
     hashes = {key: tombstone_hash(*key) for key in firsts}
-    if gone is None:
-        rows = await conn.fetch(_TOMBSTONED, list(hashes.values()))
-        gone = {bytes(row["key_hash"]) for row in rows}
-    gone_hashes = gone
     outcome: dict[tuple[str, str], Stored] = {
-        key: Stored(ItemStatus.gone) for key, h in hashes.items() if h in gone_hashes
+        key: Stored(ItemStatus.gone) for key, h in hashes.items() if h in gone
     }
     # A fixed order keeps concurrent writers of overlapping keys from deadlocking.
     todo = sorted((item for key, item in firsts.items() if key not in outcome), key=lambda i: i.key)
