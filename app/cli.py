@@ -133,19 +133,26 @@ def serve(
     # Workers (and this process's app) use the resolved database instead of starting their own.
     os.environ["CX_DATABASE_URL"] = url
     get_settings.cache_clear()
+    workers = workers or default_workers()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to files here; /metrics, served by any one of them,
+        # adds up all of them.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cx-survey-metrics-")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host,
         port=port,
-        workers=workers or default_workers(),
+        workers=workers,
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level),
         access_log=False,  # app.logs.RequestContext writes the access line, without raw paths
         proxy_headers=True,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
 

@@ -48,6 +48,32 @@ class Settings(BaseSettings):
     fold_interval_seconds: float = Field(
         default=1.0, ge=0, description="How often pending index deltas are folded; 0: never."
     )
+    rate_limit_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Requests per second each API key may make on average; 0: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Requests a key may make at once after being idle."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis:// URL shared by every worker: exact rate limits across processes. "
+        "Unset: each worker process limits on its own.",
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=86_400, ge=60, description="How long a stored Idempotency-Key answer is replayed."
+    )
+    retention_months: int | None = Field(
+        default=None,
+        ge=1,
+        description="`cx-survey purge` deletes responses older than this; unset: kept forever.",
+    )
+    shutdown_timeout_seconds: int = Field(
+        default=20,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may take to finish.",
+    )
 
     @field_validator("reporting_timezone")
     @classmethod

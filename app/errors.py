@@ -119,6 +119,15 @@ class ValidationFailed(AppError):
         return cls(msg, errors=[{"loc": list(loc), "msg": msg}])
 
 
+class TooManyRequests(AppError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class ServiceUnavailable(AppError):
     status = 503
     slug = "service-unavailable"
@@ -190,6 +199,7 @@ _HTTP_KINDS: dict[int, type[AppError]] = {
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
     422: ValidationFailed,
+    429: TooManyRequests,
 }
 
 

@@ -1,5 +1,7 @@
 """Every table, imported in one place so that Alembic sees the whole metadata."""
 
+from app.audit.models import AuditEvent
+from app.idempotency.models import IdempotencyRecord
 from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
 from app.keys.models import ApiKey
 from app.meta import Meta
@@ -9,6 +11,8 @@ from app.surveys.models import Survey, SurveyVersion
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
+    "IdempotencyRecord",
     "IndexDelta",
     "IndexRollup",
     "IndexRollupStage",

@@ -56,6 +56,7 @@ _API = {
     "410": "The response was erased; it is not stored again.",
     "415": "The body is not JSON.",
     "422": "The request breaks a rule of the contract.",
+    "429": "The key made too many requests; retry after `Retry-After` seconds.",
 }
 
 
