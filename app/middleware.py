@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PayloadTooLarge, UnsupportedMediaType, render
-from app.limits import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
+from app.limits import DRAIN_MAX_BYTES, DRAIN_SECONDS, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -63,6 +65,25 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
+async def _drain(receive: Receive) -> bool:
+    """Read and drop a request body; whether it was read to its end in time.
+
+    Most clients (httpx, requests, browsers' fetch) send the whole body before they read the
+    answer: closing the connection on unread bytes makes the kernel reset it, and the client
+    sees a broken connection instead of the 413. A body not far over the limit is read away.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+
+
 class BodyLimit(HttpMiddleware):
     """413 problem+json for a body over its limit: at once when Content-Length says so, else as
     soon as the bytes read pass it; the connection is then closed, not read to its end."""
@@ -71,7 +92,11 @@ class BodyLimit(HttpMiddleware):
         limit = _limit(scope)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await render(_too_large(limit))(scope, receive, send)
+                drained = int(value) <= limit + DRAIN_MAX_BYTES and await _drain(receive)
+                error = _too_large(limit)
+                if drained:  # the connection is clean and may be used again
+                    error.headers = None
+                await render(error)(scope, receive, send)
                 return
         seen = 0
         answered = False

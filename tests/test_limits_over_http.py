@@ -1,0 +1,34 @@
+"""Over a real server: a client that sends its whole body before reading still gets the 413."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import bearer
+from tests.scratch import cli_env, cx_survey, scratch_database, served
+
+
+async def test_an_oversize_body_gets_413_not_a_reset_connection(
+    server_url: str, tmp_path: Path
+) -> None:
+    async with scratch_database(server_url) as url:
+        env = cli_env(url, fold_interval_seconds="0")
+        made = await cx_survey(
+            "keys", "create", "--name", "w", "--scope", "responses:write", env=env, cwd=tmp_path
+        )
+        assert made.code == 0, made.stderr
+        headers = {**bearer(made.stdout.strip()), "Content-Type": "application/json"}
+        body = b'{"items": "' + b"x" * (3 * 1024 * 1024 // 2) + b'"}'  # 1.5 MiB, declared
+        async with served(env, tmp_path, workers=1) as api:
+            statuses = []
+            async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+                for _ in range(20):  # httpx writes the whole body before it reads the answer
+                    r = await client.post("/v1/responses", content=body, headers=headers)
+                    statuses.append(r.status_code)
+                    assert r.headers["content-type"] == "application/problem+json"
+                # The connection was read clean: it serves the next request.
+                ok = await client.get("/livez")
+            assert statuses == [413] * 20
+            assert ok.status_code == 200
