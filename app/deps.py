@@ -15,6 +15,7 @@ from app.errors import Forbidden, Unauthenticated
 from app.keys.scopes import Scope
 from app.keys.service import Principal, authenticate
 from app.pagination import Pagination
+from app.ratelimit import Limiter
 
 # scope="function": the transaction commits before the response is sent, so an
 # acknowledged write is a committed write.
@@ -36,6 +37,9 @@ async def current_principal(
         raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
     principal = await authenticate(session, raw_key=credentials.credentials.strip())
     request.state.principal = principal
+    if not getattr(request.state, "rate_checked", False):  # the idempotency layer may have
+        limiter: Limiter = request.app.state.limiter
+        await limiter.check(principal.key_id)
     return principal
 
 
