@@ -1,4 +1,4 @@
-"""The `cx-survey` command: serve, migrate, keys, import, rebuild."""
+"""The `cx-survey` command: serve, migrate, keys, import, rebuild, purge."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from app.keys.scopes import Scope
 if TYPE_CHECKING:
     from app.orgs.importer import OrgImportSummary
     from app.responses.importer import ImportSummary
+    from app.responses.retention import PurgeResult
 
 T = TypeVar("T")
 
@@ -191,6 +192,65 @@ def rebuild(
 
     _with_session(_settings(), action)
     typer.echo(f"reporting time zone is now {reporting_timezone}", err=True)
+
+
+@cli.command()
+def purge(
+    months: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Delete responses older than this many calendar months; "
+            "default: CX_RETENTION_MONTHS.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Responses deleted per transaction.")
+    ] = 5_000,
+) -> None:
+    """Delete responses older than the retention period (tombstones stay, indices follow) and
+    expired Idempotency-Key records; print the counts. Safe to interrupt and run again.
+
+    The cutoff is midnight, in the reporting time zone, of today's date N calendar months ago.
+    """
+    from datetime import UTC, datetime
+
+    from app.responses.retention import purge as run_purge
+
+    settings = _settings()
+    months = months or settings.retention_months
+    if months is None:
+        raise _fail("no retention period: give --months N or set CX_RETENTION_MONTHS", 2)
+    url = prepare_database(settings)
+    check_zone(settings, url)  # the cutoff is a day boundary of the recorded zone
+
+    async def run() -> PurgeResult:
+        engine = create_engine(settings, url, pool_size=1, max_overflow=0)
+        try:
+            return await run_purge(
+                create_sessionmaker(engine),
+                months=months,
+                now=datetime.now(UTC),
+                zone=settings.zone,
+                batch_size=batch_size,
+                dry_run=dry_run,
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except Exception as exc:  # the database went away: say so; committed batches stay purged
+        raise _fail(f"purge stopped ({type(exc).__name__}: {exc}); run it again") from exc
+    verb = "would purge" if dry_run else "purged"
+    typer.echo(
+        f"{verb} {result.responses} responses that occurred before "
+        f"{result.cutoff.isoformat()} ({months} months), "
+        f"{result.idempotency_records} expired idempotency records"
+    )
 
 
 @keys_cli.command("create")

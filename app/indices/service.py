@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.db import driver_connection
 from app.errors import NotFound, ValidationFailed
 from app.indices import store
@@ -29,6 +30,7 @@ from app.indices.schemas import (
     WeightsOut,
 )
 from app.indices.schemas import Series as SeriesOut
+from app.keys.service import Principal
 from app.orgs.models import Org
 from app.stages import Stage
 
@@ -123,7 +125,10 @@ async def get_weights(session: AsyncSession, *, org: Org, visible_from: int | No
     return WeightsOut(org=org.code, from_org=from_code, weights=full_weights(weights))
 
 
-async def put_weights(session: AsyncSession, *, org: Org, weights: Mapping[Stage, float]) -> None:
+async def put_weights(
+    session: AsyncSession, *, org: Org, weights: Mapping[Stage, float], principal: Principal
+) -> None:
+    """Replace the org's own weight set (audited)."""
     values = {stage.value: weight for stage, weight in weights.items()}
     await session.execute(
         insert(StageWeights)
@@ -132,10 +137,27 @@ async def put_weights(session: AsyncSession, *, org: Org, weights: Mapping[Stage
             index_elements=["org_id"], set_={"weights": values, "updated_at": func.now()}
         )
     )
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.stage_weights_set,
+        target=org.code,
+        org_id=org.id,
+        details={"weights": values},
+    )
 
 
-async def delete_weights(session: AsyncSession, *, org: Org) -> None:
-    await session.execute(delete(StageWeights).where(StageWeights.org_id == org.id))
+async def delete_weights(session: AsyncSession, *, org: Org, principal: Principal) -> None:
+    """Remove the org's own weight set, if any (audited when there was one)."""
+    result = await session.execute(delete(StageWeights).where(StageWeights.org_id == org.id))
+    if result.rowcount:  # type: ignore[attr-defined]
+        await audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action=audit.Action.stage_weights_delete,
+            target=org.code,
+            org_id=org.id,
+        )
 
 
 def check_period(period: str) -> str:
@@ -145,7 +167,10 @@ def check_period(period: str) -> str:
         raise ValidationFailed.at(("path", "period"), str(exc)) from exc
 
 
-async def put_target(session: AsyncSession, *, org: Org, period: str, csi: float) -> TargetOut:
+async def put_target(
+    session: AsyncSession, *, org: Org, period: str, csi: float, principal: Principal
+) -> TargetOut:
+    """Set the org's target for a calendar period (audited)."""
     period = check_period(period)
     await session.execute(
         insert(Target)
@@ -153,6 +178,14 @@ async def put_target(session: AsyncSession, *, org: Org, period: str, csi: float
         .on_conflict_do_update(
             index_elements=["org_id", "period"], set_={"csi": csi, "updated_at": func.now()}
         )
+    )
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.target_set,
+        target=org.code,
+        org_id=org.id,
+        details={"period": period, "csi": csi},
     )
     return TargetOut(org=org.code, period=period, csi=csi)
 
@@ -167,13 +200,24 @@ async def get_target(session: AsyncSession, *, org: Org, period: str) -> TargetO
     return TargetOut(org=org.code, period=period, csi=csi)
 
 
-async def delete_target(session: AsyncSession, *, org: Org, period: str) -> None:
+async def delete_target(
+    session: AsyncSession, *, org: Org, period: str, principal: Principal
+) -> None:
+    """Remove the org's target for a period (audited); 404 when there is none."""
     period = check_period(period)
     result = await session.execute(
         delete(Target).where(Target.org_id == org.id, Target.period == period)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         raise TargetNotFound(f"Org {org.code!r} has no target for {period}.")
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.target_delete,
+        target=org.code,
+        org_id=org.id,
+        details={"period": period},
+    )
 
 
 async def list_targets(session: AsyncSession, *, org: Org) -> TargetList:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.errors import NotFound, Unauthenticated, ValidationFailed
 from app.keys.models import ApiKey
 from app.keys.scopes import Scope
@@ -124,6 +125,14 @@ async def create_key(
     session.add(key)
     await session.flush()
     await session.refresh(key)
+    await audit.record(
+        session,
+        actor=audit.actor_of(creator),
+        action=audit.Action.key_create,
+        target=key_id,
+        org_id=org_id,
+        details={"name": name, "scopes": key.scopes, "org": org_code, "source": source},
+    )
     return IssuedKey(key=key, org_code=org_code, secret_key=f"cx_{key_id}_{secret}")
 
 
@@ -153,4 +162,12 @@ async def revoke_key(
     if key.revoked_at is None:
         key.revoked_at = datetime.now(UTC)
         await session.flush()
+        await audit.record(
+            session,
+            actor=audit.actor_of(viewer),
+            action=audit.Action.key_revoke,
+            target=key.id,
+            org_id=key.org_id,
+            details={"name": key.name},
+        )
     return key, code

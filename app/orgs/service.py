@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.db import driver_connection
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.indices.store import move_subtree
@@ -122,6 +123,14 @@ async def create_org(session: AsyncSession, *, data: OrgCreate, principal: Princ
     session.add(org)
     await session.flush()
     await session.refresh(org)
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.org_create,
+        target=org.code,
+        org_id=org.id,
+        details={"name": org.name, "parent": data.parent, "kind": org.kind},
+    )
     return org
 
 
@@ -169,22 +178,48 @@ async def patch_org(
     """Rename and/or move an org; a move re-parents its whole subtree."""
     org = await get_visible(session, code=code, principal=principal)
     fields = data.model_fields_set
+    changes: dict[str, dict[str, str | None]] = {}
     if "name" in fields:
         if data.name is None:
             raise ValidationFailed.at(("body", "name"), "name may not be null")
+        if data.name != org.name:
+            changes["name"] = {"from": org.name, "to": data.name}
         org.name = data.name
     if "kind" in fields:
+        if data.kind != org.kind:
+            changes["kind"] = {"from": org.kind, "to": data.kind}
         org.kind = data.kind
+    moved_from = None
     if "parent" in fields:
-        await _move(session, org=org, parent_code=data.parent, principal=principal)
+        moved_from = await _move(session, org=org, parent_code=data.parent, principal=principal)
     await session.flush()
     await session.refresh(org)
+    actor = audit.actor_of(principal)
+    if changes:
+        await audit.record(
+            session,
+            actor=actor,
+            action=audit.Action.org_update,
+            target=org.code,
+            org_id=org.id,
+            details=changes,
+        )
+    if moved_from is not None:
+        await audit.record(
+            session,
+            actor=actor,
+            action=audit.Action.org_move,
+            target=org.code,
+            org_id=org.id,
+            details={"from": moved_from[0], "to": data.parent},
+        )
     return org
 
 
 async def _move(
     session: AsyncSession, *, org: Org, parent_code: str | None, principal: Principal
-) -> None:
+) -> tuple[str | None] | None:
+    """Re-parent the org's subtree; the former parent's code (as a 1-tuple) if it moved."""
     await session.execute(select(func.pg_advisory_xact_lock(TREE_LOCK_ID)))
     await session.refresh(org)
     if principal.org_id == org.id:
@@ -203,7 +238,10 @@ async def _move(
     elif principal.org_id is not None:
         raise Forbidden(f"A key bound to org {principal.org_code!r} cannot make an org a root.")
     if new_parent_id == org.parent_id:
-        return
+        return None
+    old_parent = None
+    if org.parent_id is not None:
+        old_parent = await session.scalar(select(Org.code).where(Org.id == org.parent_id))
     # The index rollup keeps subtree sums per ancestor: carry the moved subtree's along.
     await move_subtree(
         await driver_connection(session),
@@ -223,3 +261,4 @@ async def _move(
         {"prefix": new_prefix, "first": depth, "id": org.id},
     )
     org.parent_id = new_parent_id
+    return (old_parent,)

@@ -19,10 +19,10 @@ SurveyCode = Annotated[str, Path(description="A survey code.")]
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_survey(
-    body: SurveyIn, session: SessionDep, _: SurveysWriter, response: Response
+    body: SurveyIn, session: SessionDep, principal: SurveysWriter, response: Response
 ) -> SurveyOut:
     """Create a survey; its first version is 1."""
-    survey = await service.create_survey(session, data=body)
+    survey = await service.create_survey(session, data=body, principal=principal)
     response.headers["Location"] = f"/v1/surveys/{survey.code}/versions/1"
     return survey
 
@@ -33,10 +33,16 @@ async def create_survey(
     responses={200: {"model": SurveyOut, "description": "Same as the latest version: unchanged."}},
 )
 async def publish_version(
-    code: SurveyCode, body: SurveyIn, session: SessionDep, _: SurveysWriter, response: Response
+    code: SurveyCode,
+    body: SurveyIn,
+    session: SessionDep,
+    principal: SurveysWriter,
+    response: Response,
 ) -> SurveyOut:
     """Publish the next version (201); a body equal to the latest version changes nothing (200)."""
-    survey, created = await service.publish_version(session, code=code, data=body)
+    survey, created = await service.publish_version(
+        session, code=code, data=body, principal=principal
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/surveys/{survey.code}/versions/{survey.version}"

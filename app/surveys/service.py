@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.pagination import PageParams
 from app.schemas import is_code
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, RATING_TYPES, QuestionType, Survey, SurveyVersion
 from app.surveys.schemas import QuestionOut, SurveyIn, SurveyOut
+
+if TYPE_CHECKING:
+    from app.keys.service import Principal
 
 
 class SurveyNotFound(NotFound):
@@ -76,8 +80,10 @@ def render(survey: Survey, version: SurveyVersion) -> SurveyOut:
     )
 
 
-async def create_survey(session: AsyncSession, *, data: SurveyIn) -> SurveyOut:
-    """Publish version 1 of a new survey."""
+async def create_survey(
+    session: AsyncSession, *, data: SurveyIn, principal: Principal | None = None
+) -> SurveyOut:
+    """Publish version 1 of a new survey (audited; no principal: the command line)."""
     check_definition(data)
     if await session.scalar(select(Survey.id).where(Survey.code == data.code)) is not None:
         raise DuplicateSurvey(f"A survey with code {data.code!r} exists already.")
@@ -88,6 +94,7 @@ async def create_survey(session: AsyncSession, *, data: SurveyIn) -> SurveyOut:
     session.add(version)
     await session.flush()
     await session.refresh(version)
+    await _record(session, audit.Action.survey_create, survey, principal)
     return render(survey, version)
 
 
@@ -102,8 +109,20 @@ def _same_definition(version: SurveyVersion, data: SurveyIn) -> bool:
     )
 
 
+async def _record(
+    session: AsyncSession, action: audit.Action, survey: Survey, principal: Principal | None
+) -> None:
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=action,
+        target=survey.code,
+        details={"version": survey.latest_version, "stage": survey.stage.value},
+    )
+
+
 async def publish_version(
-    session: AsyncSession, *, code: str, data: SurveyIn
+    session: AsyncSession, *, code: str, data: SurveyIn, principal: Principal | None = None
 ) -> tuple[SurveyOut, bool]:
     """Publish the next version; an identical body returns the latest one (PUT is idempotent)."""
     if data.code != code:
@@ -125,6 +144,7 @@ async def publish_version(
     session.add(version)
     await session.flush()
     await session.refresh(version)
+    await _record(session, audit.Action.survey_publish, survey, principal)
     return render(survey, version), True
 
 
