@@ -131,7 +131,7 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status = 503
     slug = "service-unavailable"
-    title = "The service cannot reach its database"
+    title = "The service is unavailable for a moment"
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, headers={"Retry-After": "1"})

@@ -1,15 +1,18 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.deps import Admin
 from app.errors import ServiceUnavailable
+from app.metrics import exposition, observe_pool
 
 router = APIRouter(tags=["health"])
 
@@ -35,3 +38,16 @@ async def readyz(request: Request) -> Health:
     except Exception as exc:
         raise ServiceUnavailable("The database is not reachable.") from exc
     return Health(status="ok")
+
+
+@router.get(
+    "/metrics",
+    tags=["metrics"],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request, _: Admin) -> Response:
+    """Prometheus metrics of the service, summed over its worker processes (admin)."""
+    settings = request.app.state.settings
+    observe_pool(request.app.state.engine, settings.db_pool_size + settings.db_max_overflow)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

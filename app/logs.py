@@ -8,6 +8,7 @@ ref, key or free text reaches a log; query strings and bodies are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -19,11 +20,14 @@ from typing import Any
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from app import metrics
 from app.middleware import HttpMiddleware
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_logger = logging.getLogger("cx_survey.access")
 
+# Methods named in metrics and logs as they are; any other is "OTHER" (bounded label values).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
@@ -123,16 +127,34 @@ class RequestContext(HttpMiddleware):
             from app.errors import unexpected
 
             await (await unexpected(None, exc))(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # The shutdown timeout cut the request short (its transaction rolls back): a 503
+            # the client may retry, instead of the server's bare 500.
+            if status is None:
+                from app.errors import ServiceUnavailable, render
+
+                detail = "The service is shutting down; retry the request."
+                await render(ServiceUnavailable(detail))(scope, receive, send_with_id)
+            raise
         finally:
+            seconds = time.perf_counter() - started
             principal = scope.get("state", {}).get("principal")
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            route = _route_template(scope)
             access_logger.info(
                 "request",
                 extra={
-                    "method": scope["method"],
-                    "route": _route_template(scope),
+                    "method": method,
+                    "route": route,
                     "status": status or 500,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(seconds * 1000, 2),
                     "key_id": getattr(principal, "key_id", None),
                 },
             )
+            metrics.REQUESTS.labels(method, route, str(status or 500)).inc()
+            metrics.REQUEST_SECONDS.labels(method, route).observe(seconds)
+            state = scope["app"].state if "app" in scope else None
+            if state is not None and hasattr(state, "engine"):
+                settings = state.settings
+                metrics.observe_pool(state.engine, settings.db_pool_size + settings.db_max_overflow)
             request_id.reset(token)

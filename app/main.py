@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +13,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import health
+from app.audit.router import router as audit_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import register_error_handlers
+from app.idempotency import service as idempotency
+from app.idempotency.middleware import Idempotency
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
 from app.keys.router import router as keys_router
@@ -23,12 +27,28 @@ from app.meta import check_reporting_timezone
 from app.middleware import BodyLimit, JsonOnly
 from app.openapi import complete
 from app.orgs.router import router as orgs_router
+from app.ratelimit import build_limiter
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
 from app.surveys.router import router as surveys_router
 
 logger = logging.getLogger("cx_survey")
+
+
+SWEEP_INTERVAL_SECONDS = 600.0
+
+
+async def _sweep_idempotency(engine: AsyncEngine, *, stop: asyncio.Event) -> None:
+    """Delete expired Idempotency-Key records now and then (every worker; the deletes are cheap
+    and skip what another worker deleted)."""
+    while not stop.is_set():
+        try:
+            await idempotency.sweep(engine)
+        except Exception as error:  # the database may be away; the next round tries again
+            logger.warning("idempotency sweep failed: %s", type(error).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_SECONDS)
 
 
 def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
@@ -57,12 +77,15 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                     app.state.engine, interval=settings.fold_interval_seconds, stop=stop
                 )
             )
+        sweeper = asyncio.create_task(_sweep_idempotency(app.state.engine, stop=stop))
         try:
             yield
         finally:
             stop.set()
             if folder is not None:
                 await folder
+            await sweeper
+            await app.state.limiter.close()
             if own_engine:
                 await app.state.engine.dispose()
 
@@ -78,6 +101,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.limiter = build_limiter(settings)
+    app.add_middleware(Idempotency)  # innermost: sees bodies already checked for size and type
     app.add_middleware(JsonOnly)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestContext)  # outermost of ours: every line of a request has its id
@@ -100,6 +125,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         indices_router,
         erasure_router,
         keys_router,
+        audit_router,
     ):
         app.include_router(router)
     app.openapi = lambda: complete(app)  # type: ignore[method-assign]

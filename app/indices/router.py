@@ -22,6 +22,7 @@ from app.indices.schemas import (
 )
 from app.indices.store import Filters
 from app.keys.service import Principal
+from app.metrics import INDEX_SECONDS
 from app.orgs.models import Org
 from app.orgs.service import get_visible
 from app.responses.models import CustomerType
@@ -106,7 +107,8 @@ async def get_index(
     """The satisfaction index of the org's subtree for a period or a date range."""
     window = service.parse_window(period, start, end)
     org = await _org(session, principal, code)
-    return await service.org_index(session, org=org, window=window, scope=scope)
+    with INDEX_SECONDS.labels("index").time():
+        return await service.org_index(session, org=org, window=window, scope=scope)
 
 
 @router.get("/index/children")
@@ -122,7 +124,8 @@ async def get_children_index(
     """Every direct child's index, ranked."""
     window = service.parse_window(period, start, end)
     org = await _org(session, principal, code)
-    return await service.children_index(session, org=org, window=window, scope=scope)
+    with INDEX_SECONDS.labels("children").time():
+        return await service.children_index(session, org=org, window=window, scope=scope)
 
 
 @router.get("/index/series")
@@ -138,7 +141,8 @@ async def get_index_series(
     """One index per month, quarter or year (at most 120 periods)."""
     windows = service.parse_series(granularity, start, end)
     org = await _org(session, principal, code)
-    return await service.index_series(session, org=org, windows=windows, scope=scope)
+    with INDEX_SECONDS.labels("series").time():
+        return await service.index_series(session, org=org, windows=windows, scope=scope)
 
 
 @router.get("/stage-weights")
@@ -156,7 +160,7 @@ async def put_stage_weights(
 ) -> WeightsOut:
     """Replace the org's weight set (stages not named weigh 1); its subtree inherits it."""
     org = await _org(session, principal, code)
-    await service.put_weights(session, org=org, weights=body.root)
+    await service.put_weights(session, org=org, weights=body.root, principal=principal)
     return await service.get_weights(session, org=org, visible_from=principal.org_id)
 
 
@@ -166,7 +170,7 @@ async def delete_stage_weights(
 ) -> Response:
     """Remove the org's own set: it inherits again."""
     org = await _org(session, principal, code)
-    await service.delete_weights(session, org=org)
+    await service.delete_weights(session, org=org, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -185,7 +189,9 @@ async def put_target(
 ) -> TargetOut:
     """Set the org's CSI target for a calendar period."""
     org = await _org(session, principal, code)
-    return await service.put_target(session, org=org, period=period, csi=body.csi)
+    return await service.put_target(
+        session, org=org, period=period, csi=body.csi, principal=principal
+    )
 
 
 @router.get("/targets/{period}")
@@ -203,5 +209,5 @@ async def delete_target(
 ) -> Response:
     """Remove the org's target for a period."""
     org = await _org(session, principal, code)
-    await service.delete_target(session, org=org, period=period)
+    await service.delete_target(session, org=org, period=period, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

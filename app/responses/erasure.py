@@ -1,6 +1,7 @@
 """Erasure of responses (admin): the rows go, a tombstone of (source, external_id) stays.
 
-Deleting rows fires the index trigger, so every index forgets them at once.
+Deleting rows fires the index trigger, so every index forgets them at once. Retention purges
+(app/responses/retention.py) go through the same `delete_with_tombstones`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.db import driver_connection
 from app.deps import Admin, SessionDep, SettingsDep
+from app.idempotency import service as idempotency
 from app.keys.service import Principal
 from app.responses.prepare import pseudonymize, tombstone_hash
 from app.responses.service import ResponseNotFound, parse_id
@@ -22,7 +25,7 @@ router = APIRouter(tags=["erasure"])
 _DELETE = """
 DELETE FROM responses r USING orgs o
 WHERE o.id = r.org_id AND {match} AND ($2::bigint IS NULL OR o.path @> ARRAY[$2::bigint])
-RETURNING r.source, r.external_id, r.org_id
+RETURNING r.id, r.source, r.external_id, r.org_id
 """
 _TOMBSTONE = """
 INSERT INTO tombstones (key_hash, org_id, reason)
@@ -31,11 +34,12 @@ ON CONFLICT (key_hash) DO NOTHING
 """
 
 
-async def _erase(
-    session: AsyncSession, match: str, value: Any, principal: Principal, reason: str
-) -> int:
-    conn = await driver_connection(session)
-    rows = await conn.fetch(_DELETE.format(match=match), value, principal.org_id)
+async def delete_with_tombstones(
+    conn: Any, *, match: str, value: Any, within_org: int | None, reason: str
+) -> list[Any]:
+    """Delete the responses matching `match` (SQL on `r`, with `$1` = value) inside
+    `within_org`'s subtree (None: anywhere), leave a tombstone of each; the deleted rows."""
+    rows: list[Any] = await conn.fetch(_DELETE.format(match=match), value, within_org)
     if rows:
         await conn.execute(
             _TOMBSTONE,
@@ -43,7 +47,16 @@ async def _erase(
             [r["org_id"] for r in rows],
             [reason] * len(rows),
         )
-    return len(rows)
+        # A stored Idempotency-Key answer may show an erased response's answers: it goes too.
+        await idempotency.forget_responses(conn, response_ids=[r["id"] for r in rows])
+    return rows
+
+
+async def _erase(session: AsyncSession, match: str, value: Any, principal: Principal) -> list[Any]:
+    conn = await driver_connection(session)
+    return await delete_with_tombstones(
+        conn, match=match, value=value, within_org=principal.org_id, reason="erased"
+    )
 
 
 async def erase_response(session: AsyncSession, *, response_id: str, principal: Principal) -> None:
@@ -51,8 +64,17 @@ async def erase_response(session: AsyncSession, *, response_id: str, principal: 
     number = parse_id(response_id)
     if number is None:
         raise ResponseNotFound(f"No response with id {response_id!r}.")
-    if not await _erase(session, "r.id = $1", number, principal, "erased"):
+    rows = await _erase(session, "r.id = $1", number, principal)
+    if not rows:
         raise ResponseNotFound(f"No response with id {response_id!r}.")
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.response_erase,
+        target=str(number),
+        org_id=rows[0]["org_id"],
+        details={"count": 1},
+    )
 
 
 async def erase_customer(
@@ -60,7 +82,16 @@ async def erase_customer(
 ) -> int:
     """Erase every response of a customer (by the ref the client knows); how many."""
     pseudonym = pseudonymize(pseudonym_key, ref)
-    return await _erase(session, "r.customer_pseudonym = $1", pseudonym, principal, "erased")
+    count = len(await _erase(session, "r.customer_pseudonym = $1", pseudonym, principal))
+    # The event names neither the ref nor its pseudonym: that would keep what was erased.
+    await audit.record(
+        session,
+        actor=audit.actor_of(principal),
+        action=audit.Action.customer_erase,
+        org_id=principal.org_id,
+        details={"count": count},
+    )
+    return count
 
 
 class Deleted(BaseModel):

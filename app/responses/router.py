@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import AwareDatetime
 
 from app.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
-from app.errors import ValidationFailed
+from app.errors import Conflict, Gone, ValidationFailed
+from app.metrics import INGESTED
 from app.pagination import Page, encode_cursor
 from app.responses import service
 from app.responses.schemas import BatchIn, BatchOut, ResponseIn, ResponseOut
-from app.schemas import CODE_PATTERN
+from app.schemas import CODE_PATTERN, Instant
 from app.stages import Stage
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": ResponseOut, "description": "A retry of a stored response: nothing new."},
+        410: {"description": "The response was erased or purged; it is not stored again."},
     },
 )
 async def post_response(
@@ -33,9 +34,21 @@ async def post_response(
     response: Response,
 ) -> ResponseOut:
     """Store one response (201); the same (source, external_id) and content again → 200."""
-    stored, created = await service.post_response(
-        session, body=body, principal=principal, settings=settings
-    )
+    try:
+        stored, created = await service.post_response(
+            session, body=body, principal=principal, settings=settings
+        )
+    except (Conflict, Gone, ValidationFailed) as refused:
+        outcome = (
+            "conflict"
+            if isinstance(refused, Conflict)
+            else "gone"
+            if isinstance(refused, Gone)
+            else "invalid"
+        )
+        INGESTED.labels("single", outcome).inc()
+        raise
+    INGESTED.labels("single", "created" if created else "duplicate").inc()
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/responses/{stored.id}"
@@ -47,9 +60,13 @@ async def post_batch(
     body: BatchIn, session: SessionDep, principal: ResponsesWriter, settings: SettingsDep
 ) -> BatchOut:
     """Store 1 to 1,000 responses; each item is judged on its own, valid ones are committed."""
-    return await service.post_batch(
+    result = await service.post_batch(
         session, items=body.items, principal=principal, settings=settings
     )
+    for outcome, count in result.counts.model_dump().items():
+        if count:
+            INGESTED.labels("batch", outcome).inc(count)
+    return result
 
 
 @router.get("")
@@ -62,10 +79,10 @@ async def list_responses(
     ] = None,
     stage: Stage | None = None,
     start: Annotated[
-        AwareDatetime | None, Query(alias="from", description="occurred_at ≥ this instant.")
+        Instant | None, Query(alias="from", description="occurred_at ≥ this instant.")
     ] = None,
     end: Annotated[
-        AwareDatetime | None, Query(alias="to", description="occurred_at < this instant.")
+        Instant | None, Query(alias="to", description="occurred_at < this instant.")
     ] = None,
     include_descendants: bool = True,
 ) -> Page[ResponseOut]:

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=True),
+        sa.Column("response_ids", postgresql.ARRAY(sa.BigInteger()), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -65,10 +66,18 @@ def upgrade() -> None:
     op.create_index(
         "ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"], unique=False
     )
+    op.create_index(
+        "ix_idempotency_keys_response_ids",
+        "idempotency_keys",
+        ["response_ids"],
+        unique=False,
+        postgresql_using="gin",
+    )
 
 
 def downgrade() -> None:
 
+    op.drop_index("ix_idempotency_keys_response_ids", table_name="idempotency_keys")
     op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
     op.drop_index("ix_audit_events_org_id", table_name="audit_events")

@@ -1,0 +1,178 @@
+"""The Idempotency-Key layer: replay a POST's stored answer instead of running it again.
+
+It runs inside the body limit and the JSON check, around the routes. For a POST carrying the
+header it authenticates the key (a request that fails to is passed on, to be refused as usual),
+reads the body, claims (API key, Idempotency-Key) with the request's fingerprint, runs the
+request and stores its answer. A later request with the same key gets that answer again, with
+`Idempotent-Replayed: true`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.datastructures import State
+from starlette.types import Message, Receive, Scope, Send
+
+from app.errors import AppError, Unauthenticated, render, unexpected
+from app.idempotency import service
+from app.idempotency.service import Claim, InvalidIdempotencyKey, Stored
+from app.keys.service import authenticate
+from app.metrics import IDEMPOTENT_REPLAYS
+from app.middleware import HttpMiddleware
+
+logger = logging.getLogger("cx_survey.idempotency")
+
+# POST endpoints the header applies to. /v1/keys is refused: its answer holds a new key's
+# secret, which is never stored, so it could not be replayed.
+IDEMPOTENT_PATHS = frozenset({"/v1/orgs", "/v1/surveys", "/v1/responses", "/v1/responses/batch"})
+UNSUPPORTED_PATHS = frozenset({"/v1/keys"})
+_SEEN = IDEMPOTENT_PATHS | UNSUPPORTED_PATHS
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            return credentials.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client left first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+    response = render(error) if isinstance(error, AppError) else await unexpected(None, error)
+    await response(scope, receive, send)
+
+
+class Idempotency(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        values = [v.decode("latin-1") for k, v in scope["headers"] if k == b"idempotency-key"]
+        path = scope["path"]
+        if scope["method"] != "POST" or not values or path not in _SEEN:
+            await self.app(scope, receive, send)
+            return
+        raw_key = _bearer(scope)
+        try:
+            key = service.parse_key(values)
+            if path in UNSUPPORTED_PATHS:
+                raise InvalidIdempotencyKey(
+                    f"POST {path} does not take an Idempotency-Key: its answer holds a secret "
+                    "that is never stored. Retry only after listing what exists."
+                )
+        except AppError as error:
+            await _answer(scope, receive, send, error)
+            return
+        if raw_key is None:  # refused as usual, with the usual 401
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        state = scope["app"].state
+        try:
+            async with state.sessionmaker() as session, session.begin():
+                principal = await authenticate(session, raw_key=raw_key)
+                await state.limiter.check(principal.key_id)
+                claim = Claim(
+                    principal.key_id,
+                    key,
+                    service.fingerprint("POST", path, scope.get("query_string", b""), body),
+                )
+                stored = await service.claim(
+                    session, claim=claim, ttl_seconds=state.settings.idempotency_ttl_seconds
+                )
+        except Unauthenticated:
+            stored, claim = None, None
+        except Exception as error:
+            await _answer(scope, receive, send, error)
+            return
+        if claim is None:  # the key did not authenticate: the app refuses it as usual
+            await self.app(scope, _replaying(body, receive), send)
+            return
+        scope.setdefault("state", {})["rate_checked"] = True
+        if stored is not None:
+            IDEMPOTENT_REPLAYS.inc()
+            await _replay(stored, send)
+            return
+        await self._run(scope, _replaying(body, receive), send, state, claim)
+
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, state: State, claim: Claim
+    ) -> None:
+        status: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers.extend(
+                    (name.lower(), value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() in service.KEPT_HEADERS
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        answer: Stored | None = None
+        try:
+            await self.app(scope, receive, capture)
+            if status is not None and service.storable(status):
+                answer = Stored(status, headers, b"".join(chunks))
+        finally:
+            await _settle(state, claim, answer, scope["path"])
+
+
+async def _settle(state: State, claim: Claim, answer: Stored | None, path: str) -> None:
+    """Store the answer, or release the claim; if the database is gone the claim's lease runs
+    out instead (a retry after it runs the request again, which the API tolerates)."""
+    try:
+        async with state.sessionmaker() as session, session.begin():
+            if answer is None:
+                await service.release(session, claim=claim)
+            else:
+                await service.store(session, claim=claim, answer=answer, path=path)
+    except Exception as error:
+        logger.warning("idempotency record not settled: %s", type(error).__name__)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then waits for the client as usual."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _replay(stored: Stored, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": stored.status,
+            "headers": [
+                *stored.headers,
+                (b"content-length", str(len(stored.body)).encode()),
+                (b"idempotent-replayed", b"true"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": stored.body})

@@ -1,0 +1,81 @@
+"""Prometheus metrics: requests and durations, ingest outcomes, index latency, pool usage.
+
+`GET /metrics` (admin scope, app/health.py) serves them in the text exposition format. Under
+several worker processes (`cx-survey serve` sets PROMETHEUS_MULTIPROC_DIR) each worker writes
+its samples to files there, and a scrape, answered by any one worker, adds up all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "cx_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "cx_http_request_duration_seconds",
+    "Time from request to the end of the answer, by method and route template.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
+)
+INGESTED = Counter(
+    "cx_ingest_items_total",
+    "Responses posted, by way in (single, batch) and outcome (created, duplicate, conflict, "
+    "invalid, gone).",
+    ["via", "outcome"],
+)
+INDEX_SECONDS = Histogram(
+    "cx_index_query_seconds",
+    "Time to compute an index answer, by kind (index, children, ranking, series).",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
+)
+POOL_CONNECTIONS = Gauge(
+    "cx_db_pool_connections",
+    "Database connections of the pools (all workers), by state (in_use, idle).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+POOL_CAPACITY = Gauge(
+    "cx_db_pool_capacity",
+    "Connections the pools (all workers) may open: pool size plus overflow.",
+    multiprocess_mode="livesum",
+)
+RATE_LIMITED = Counter("cx_rate_limited_total", "Requests refused with 429.")
+IDEMPOTENT_REPLAYS = Counter(
+    "cx_idempotent_replays_total", "POST requests answered from a stored Idempotency-Key answer."
+)
+
+
+def observe_pool(engine: AsyncEngine, capacity: int) -> None:
+    """Record this process's pool usage (cheap: counters the pool keeps anyway)."""
+    pool = engine.pool
+    in_use = getattr(pool, "checkedout", lambda: 0)()
+    idle = getattr(pool, "checkedin", lambda: 0)()
+    POOL_CONNECTIONS.labels("in_use").set(in_use)
+    POOL_CONNECTIONS.labels("idle").set(idle)
+    POOL_CAPACITY.set(capacity)
+
+
+def exposition() -> bytes:
+    """Every metric in the text format, summed over worker processes where there are several."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

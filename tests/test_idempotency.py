@@ -1,0 +1,292 @@
+"""The Idempotency-Key header: replay, reuse with another request, in flight, expiry, privacy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.idempotency import service as idempotency
+from app.idempotency.service import fingerprint, parse_key
+from app.responses import service as responses_service
+from tests.conftest import KeyFactory, bearer
+from tests.factories import response_body, standard_setup
+
+PROBLEM = "application/problem+json"
+
+
+def keyed(headers: dict[str, str], key: str) -> dict[str, str]:
+    return {**headers, "Idempotency-Key": key}
+
+
+@pytest.fixture
+async def writer(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
+    await standard_setup(client, admin)
+    return admin
+
+
+async def count(connection: AsyncConnection, sql: str, **params: Any) -> int:
+    return int((await connection.execute(text(sql), params)).scalar_one())
+
+
+async def test_a_replay_returns_the_first_answer_and_stores_nothing_new(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    headers = keyed(writer, "order-123-first-try")
+    first = await client.post("/v1/responses", json=response_body(), headers=headers)
+    assert first.status_code == 201, first.text
+    again = await client.post("/v1/responses", json=response_body(), headers=headers)
+    assert again.status_code == 201  # the stored answer, not the 200 of a plain retry
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert await count(connection, "SELECT count(*) FROM responses") == 1
+
+
+async def test_the_same_json_in_another_layout_is_the_same_request(
+    client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    body = response_body()
+    headers = {**keyed(writer, "k1"), "Content-Type": "application/json"}
+    first = await client.post("/v1/responses", content=json.dumps(body), headers=headers)
+    reordered = dict(reversed(list(body.items())))
+    spaced = await client.post(
+        "/v1/responses", content=json.dumps(reordered, indent=2), headers=headers
+    )
+    assert first.status_code == spaced.status_code == 201
+    assert spaced.headers["idempotent-replayed"] == "true"
+
+
+async def test_a_key_reused_for_another_request_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    headers = keyed(writer, "reused")
+    assert (
+        await client.post("/v1/responses", json=response_body(), headers=headers)
+    ).status_code == 201
+    other = response_body(external_id="order-124/delivery")
+    refused = await client.post("/v1/responses", json=other, headers=headers)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == PROBLEM
+    assert refused.json()["type"].endswith("/idempotency-key-reused")
+    elsewhere = await client.post(
+        "/v1/orgs", json={"code": "NEW", "name": "New", "parent": None}, headers=headers
+    )
+    assert elsewhere.status_code == 422
+    assert await count(connection, "SELECT count(*) FROM responses") == 1
+    assert await count(connection, "SELECT count(*) FROM orgs WHERE code = 'NEW'") == 0
+
+
+async def test_keys_belong_to_their_api_key(
+    client: httpx.AsyncClient, writer: dict[str, str], make_key: KeyFactory
+) -> None:
+    other = bearer(await make_key("responses:write"))
+    first = await client.post("/v1/responses", json=response_body(), headers=keyed(writer, "same"))
+    second = await client.post("/v1/responses", json=response_body(), headers=keyed(other, "same"))
+    assert first.status_code == 201
+    assert second.status_code == 200  # ran: the plain duplicate answer, not a replay
+    assert "idempotent-replayed" not in second.headers
+
+
+async def test_quoted_and_bare_keys_are_the_same_key(
+    client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    assert parse_key(['"abc"']) == parse_key(["abc"]) == "abc"
+    first = await client.post("/v1/responses", json=response_body(), headers=keyed(writer, '"q-1"'))
+    again = await client.post("/v1/responses", json=response_body(), headers=keyed(writer, "q-1"))
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize("value", ["", " ", "x" * 256, "clé", '"unclosed'])
+async def test_a_malformed_key_is_400_and_nothing_runs(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection, value: str
+) -> None:
+    headers = [*writer.items(), ("Idempotency-Key", value.encode())]
+    refused = await client.post("/v1/responses", json=response_body(), headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["type"].endswith("/invalid-idempotency-key")
+    assert await count(connection, "SELECT count(*) FROM responses") == 0
+
+
+async def test_two_keys_in_one_request_are_400(
+    client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    headers = [*writer.items(), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    refused = await client.post("/v1/responses", json=response_body(), headers=headers)
+    assert refused.status_code == 400
+
+
+async def test_creating_a_key_refuses_the_header_and_creates_nothing(
+    client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
+) -> None:
+    before = await count(connection, "SELECT count(*) FROM api_keys")
+    refused = await client.post(
+        "/v1/keys", json={"name": "n", "scopes": ["admin"]}, headers=keyed(admin, "k")
+    )
+    assert refused.status_code == 400
+    assert "secret" in refused.json()["detail"]
+    assert await count(connection, "SELECT count(*) FROM api_keys") == before
+
+
+async def test_refusals_that_say_something_are_replayed_and_transient_ones_are_not(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    bad = response_body(answers={"overall": 9})
+    first = await client.post("/v1/responses", json=bad, headers=keyed(writer, "bad"))
+    assert first.status_code == 422
+    again = await client.post("/v1/responses", json=bad, headers=keyed(writer, "bad"))
+    assert again.status_code == 422
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    unknown = {"Authorization": "Bearer cx_000000000000_" + "x" * 43, "Idempotency-Key": "u"}
+    for _ in range(2):
+        assert (await client.post("/v1/responses", json=bad, headers=unknown)).status_code == 401
+    assert await count(connection, "SELECT count(*) FROM idempotency_keys") == 1
+
+
+async def test_a_revoked_key_cannot_replay(
+    client: httpx.AsyncClient, writer: dict[str, str], make_key: KeyFactory
+) -> None:
+    key = await make_key("responses:write")
+    headers = keyed(bearer(key), "before-revocation")
+    assert (
+        await client.post("/v1/responses", json=response_body(), headers=headers)
+    ).status_code == 201
+    key_id = key.split("_")[1]
+    assert (await client.delete(f"/v1/keys/{key_id}", headers=writer)).status_code in {200, 204}
+    assert (
+        await client.post("/v1/responses", json=response_body(), headers=headers)
+    ).status_code == 401
+
+
+async def test_a_claim_in_flight_is_409_and_an_abandoned_one_is_taken_over(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    key_id = (await connection.execute(text("SELECT id FROM api_keys"))).scalar_one()
+    body = response_body()
+    mine = fingerprint("POST", "/v1/responses", b"", httpx.Request("POST", "/", json=body).content)
+    claim = (
+        "INSERT INTO idempotency_keys (key_id, idempotency_key, fingerprint, locked_until,"
+        " expires_at) VALUES (:k, :key, :f, now() + make_interval(secs => :lease),"
+        " now() + interval '1 day')"
+    )
+    await connection.execute(text(claim), {"k": key_id, "key": "busy", "f": mine, "lease": 60})
+    busy = await client.post("/v1/responses", json=body, headers=keyed(writer, "busy"))
+    assert busy.status_code == 409
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json()["type"].endswith("/idempotency-key-in-flight")
+    await connection.execute(text(claim), {"k": key_id, "key": "dead", "f": mine, "lease": -1})
+    taken = await client.post("/v1/responses", json=body, headers=keyed(writer, "dead"))
+    assert taken.status_code == 201
+    other = response_body(external_id="order-999/delivery")
+    await connection.execute(text(claim), {"k": key_id, "key": "dead2", "f": mine, "lease": -1})
+    assert (
+        await client.post("/v1/responses", json=other, headers=keyed(writer, "dead2"))
+    ).status_code == 422
+
+
+async def test_an_expired_record_is_forgotten_and_swept(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    headers = keyed(writer, "old")
+    assert (
+        await client.post("/v1/responses", json=response_body(), headers=headers)
+    ).status_code == 201
+    await connection.execute(
+        text("UPDATE idempotency_keys SET expires_at = now() - interval '1 s'")
+    )
+    other = response_body(external_id="order-777/delivery")
+    fresh = await client.post("/v1/responses", json=other, headers=headers)
+    assert fresh.status_code == 201  # a new request under the old key: it ran
+    assert "idempotent-replayed" not in fresh.headers
+
+
+async def test_erasing_a_response_deletes_the_answers_that_show_it(
+    client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection
+) -> None:
+    single = await client.post("/v1/responses", json=response_body(), headers=keyed(writer, "one"))
+    items = [response_body(external_id=f"b-{i}") for i in range(3)]
+    batch = await client.post(
+        "/v1/responses/batch", json={"items": items}, headers=keyed(writer, "many")
+    )
+    assert batch.status_code == 200
+    stored = await count(
+        connection, "SELECT count(*) FROM idempotency_keys WHERE response_ids IS NOT NULL"
+    )
+    assert stored == 2
+    assert (
+        await client.delete(f"/v1/responses/{single.json()['id']}", headers=writer)
+    ).status_code == 204
+    batch_id = batch.json()["results"][1]["id"]
+    assert (await client.delete(f"/v1/responses/{batch_id}", headers=writer)).status_code == 204
+    assert await count(connection, "SELECT count(*) FROM idempotency_keys") == 0
+    replay = await client.post("/v1/responses", json=response_body(), headers=keyed(writer, "one"))
+    assert replay.status_code == 410  # it runs again and meets the tombstone
+
+
+async def test_sweep_deletes_only_expired_records(
+    committed_client: httpx.AsyncClient, committed_admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    await standard_setup(committed_client, committed_admin)
+    for i in range(5):
+        body = response_body(external_id=f"s-{i}")
+        r = await committed_client.post(
+            "/v1/responses", json=body, headers=keyed(committed_admin, f"s-{i}")
+        )
+        assert r.status_code == 201
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE idempotency_keys SET expires_at = now() - interval '1 s'"
+                " WHERE idempotency_key IN ('s-0', 's-1', 's-2')"
+            )
+        )
+    assert await idempotency.sweep(engine, batch=2) == 3
+    async with engine.connect() as conn:
+        left = (
+            (await conn.execute(text("SELECT idempotency_key FROM idempotency_keys ORDER BY 1")))
+            .scalars()
+            .all()
+        )
+    assert left == ["s-3", "s-4"]
+
+
+async def test_concurrent_requests_with_one_key_run_once(
+    committed_app: Any,
+    committed_client: httpx.AsyncClient,
+    committed_admin: dict[str, str],
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await standard_setup(committed_client, committed_admin)
+    gate, inside = asyncio.Event(), asyncio.Event()
+    original = responses_service.post_response
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        inside.set()
+        await gate.wait()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(responses_service, "post_response", held)
+    headers = keyed(committed_admin, "concurrent")
+    first = asyncio.create_task(
+        committed_client.post("/v1/responses", json=response_body(), headers=headers)
+    )
+    await asyncio.wait_for(inside.wait(), 30)
+    second = await committed_client.post("/v1/responses", json=response_body(), headers=headers)
+    assert second.status_code == 409
+    gate.set()
+    assert (await first).status_code == 201
+    third = await committed_client.post("/v1/responses", json=response_body(), headers=headers)
+    assert third.status_code == 201
+    assert third.headers["idempotent-replayed"] == "true"
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT count(*) FROM responses"))).scalar_one()
+    assert stored == 1
