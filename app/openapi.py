@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.errors import PROBLEM_JSON
+from app.idempotency.middleware import IDEMPOTENT_PATHS
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -20,9 +21,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "description": "An RFC 9457 problem; `type` is stable, see docs/errors.md.",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"},
+        "type": {"type": "string", "format": "uri"},
         "title": {"type": "string"},
-        "status": {"type": "integer"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
@@ -47,16 +48,43 @@ _ALWAYS = {
     "500": "A bug; it is logged.",
     "503": "The database is unavailable; retry after `Retry-After` seconds.",
 }
-_API = {
-    "400": "The request cannot be parsed.",
+# Answers of an operation that takes an API key (it declares the bearer scheme).
+_SECURED = {
     "401": "Missing, malformed, unknown or revoked API key.",
     "403": "The key lacks the scope (or the source) this operation needs.",
-    "413": "The request body is too large.",
-    "409": "Conflicts with what is stored (a duplicate code, other content, a cycle).",
-    "410": "The response was erased; it is not stored again.",
-    "415": "The body is not JSON.",
-    "422": "The request breaks a rule of the contract.",
     "429": "The key made too many requests; retry after `Retry-After` seconds.",
+}
+# Answers of an operation taking a body (JSON and size are checked on every POST, PUT, PATCH).
+_BODY = {
+    "400": "The request body cannot be parsed as JSON.",
+    "413": "The request body is too large.",
+    "415": "The body is not JSON.",
+}
+_INVALID = "The request breaks a rule of the contract."
+_CONFLICT = "Conflicts with what is stored (a duplicate code, other content, a cycle)."
+_WRITES = frozenset({"post", "put", "patch", "delete"})
+_BODY_METHODS = frozenset({"post", "put", "patch"})
+_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": "The scheme to authenticate with: `Bearer`.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^Bearer"},
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
+    "503": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    },
 }
 
 
@@ -65,6 +93,32 @@ def _problem(description: str) -> dict[str, Any]:
         "description": description,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: a request repeated with the same key gets the first "
+    "answer again (with `Idempotent-Replayed: true`); another request under a used key is 422, "
+    "one while the first is still running 409. Kept 24 h. See docs/decisions.md.",
+    "schema": {"type": "string", "pattern": "^[ -~]{1,257}$"},
+}
+
+
+def _errors(method: str, operation: dict[str, Any]) -> dict[str, str]:
+    """The error statuses an operation can answer, each with what it means."""
+    errors = dict(_ALWAYS)
+    if operation.get("security"):
+        errors.update(_SECURED)
+    if method in _BODY_METHODS:
+        errors.update(_BODY)
+    if method in _WRITES:
+        # Domain conflicts, and an Idempotency-Key still in flight.
+        errors["409"] = _CONFLICT
+    if method in _BODY_METHODS or operation.get("parameters") or operation.get("requestBody"):
+        errors["422"] = _INVALID
+    return errors
 
 
 def complete(app: FastAPI) -> dict[str, Any]:
@@ -80,15 +134,20 @@ def complete(app: FastAPI) -> dict[str, Any]:
     )
     schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     for path, operations in schema.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
+            if method == "post" and path in IDEMPOTENT_PATHS:
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
             responses = operation.setdefault("responses", {})
-            errors = {**_ALWAYS, **(_API if path.startswith("/v1/") else {})}
-            for status, description in errors.items():
+            for status, description in _errors(method, operation).items():
                 if status not in responses or status == "422":
+                    # FastAPI's own 422 is application/json with its own shape; ours is a problem.
                     responses[status] = _problem(description)
-                else:
-                    responses[status].setdefault("content", {})[PROBLEM_JSON] = {
-                        "schema": {"$ref": "#/components/schemas/Problem"}
+            for status, answer in responses.items():
+                if status.startswith(("4", "5")):
+                    answer["content"] = {
+                        PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
                     }
+                    if status in _HEADERS:
+                        answer["headers"] = _HEADERS[status]
     app.openapi_schema = schema
     return schema

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -43,6 +45,21 @@ def _json_number(value: Any) -> Any:
 
 
 JsonNumber = BeforeValidator(_json_number)
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
+
+
+def _rfc3339(value: Any) -> Any:
+    # Lax mode would read 1700000000 or "0.5" as Unix time; an instant is RFC 3339 text.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or _RFC3339_START.match(value) is None:
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T10:00:00Z")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A timestamp: RFC 3339 with an offset, nothing else (no Unix time, no missing offset)."""
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
 

@@ -6,10 +6,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.responses.models import CustomerType
-from app.schemas import Code, InputModel, NoNul, OutputModel, PositiveVersion, ShortText
+from app.schemas import (
+    Code,
+    InputModel,
+    Instant,
+    NoNul,
+    OutputModel,
+    PositiveVersion,
+    ShortText,
+)
 from app.stages import Stage
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256), NoNul]
@@ -24,12 +32,30 @@ class CustomerIn(InputModel):
 
 
 class ResponseIn(InputModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "survey": "delivery-csat",
+                    "org": "KR-DELIVERY-SEOUL",
+                    "occurred_at": "2026-11-20T10:00:00+09:00",
+                    "source": "delivery-app",
+                    "external_id": "order-123/delivery",
+                    "channel": "mobile",
+                    "customer": {"ref": "customer-42", "type": "end_user"},
+                    "answers": {"overall": 4, "reason": "late", "comment": "driver was kind"},
+                }
+            ]
+        },
+    )
+
     survey: Code
     survey_version: PositiveVersion | None = Field(
         default=None, description="Defaults to the survey's latest version."
     )
     org: Code
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     source: Code | None = Field(
         default=None, description="Touchpoint system; defaults to the key's bound source."
     )

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import (
+    ConfigDict,
     Field,
     StrictBool,
     StringConstraints,
@@ -86,6 +87,24 @@ class Question(InputModel):
 
 
 class SurveyIn(InputModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "delivery-csat",
+                    "title": "Delivery satisfaction",
+                    "stage": "delivery",
+                    "primary": "overall",
+                    "questions": [
+                        {"key": "overall", "type": "csat", "prompt": "How satisfied are you?"},
+                        {"key": "comment", "type": "text", "prompt": "Anything else?"},
+                    ],
+                }
+            ]
+        },
+    )
+
     code: Code
     title: Name
     stage: Stage
