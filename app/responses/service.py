@@ -201,11 +201,14 @@ async def post_batch(
                 errors=[FieldError(**e) for e in exc.errors],
             )
     stored_items = await ingest.store(session, valid, gone=catalog.gone)
+    # (source, external_id) is unique across the tree: a conflict may be with a response that
+    # the key may not see, whose id it must not learn.
+    conflicts = [s.id for s in stored_items if s.status is ItemStatus.conflict and s.id]
+    unseen = await _outside_subtree(session, principal, conflicts)
     for item, stored in zip(valid, stored_items, strict=True):
+        shown = stored.id is not None and stored.id not in unseen
         results[item.index] = BatchItemResult(
-            index=item.index,
-            status=stored.status,
-            id=str(stored.id) if stored.id is not None else None,
+            index=item.index, status=stored.status, id=str(stored.id) if shown else None
         )
     counts = BatchCounts()
     final = []
@@ -214,6 +217,20 @@ async def post_batch(
         setattr(counts, result.status.value, getattr(counts, result.status.value) + 1)
         final.append(result)
     return BatchOut(results=final, counts=counts)
+
+
+async def _outside_subtree(
+    session: AsyncSession, principal: Principal, response_ids: Sequence[int]
+) -> set[int]:
+    """Those of the responses that lie outside the key's subtree."""
+    if principal.org_id is None or not response_ids:
+        return set()
+    rows = await session.execute(
+        select(Response.id, Org.path)
+        .join(Org, Org.id == Response.org_id)
+        .where(Response.id.in_(response_ids))
+    )
+    return {response_id for response_id, path in rows if not principal.sees(path)}
 
 
 def parse_id(response_id: str) -> int | None:
