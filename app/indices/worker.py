@@ -38,12 +38,24 @@ async def fold_all(engine: AsyncEngine) -> int:
 
 async def run(engine: AsyncEngine, *, interval: float, stop: asyncio.Event) -> None:
     """Fold every `interval` seconds until `stop`; a backlog is folded chunk after chunk."""
+    failing = False
     while not stop.is_set():
         folded = 0
         try:
             folded = await fold_once(engine)
-        except Exception:  # the database may be away; readers stay exact without the fold
-            logger.warning("index fold failed; retrying", exc_info=True)
+        except Exception as exc:  # the database may be away; readers stay exact without the fold
+            # One traceback per outage, then a line per attempt: not a traceback every second.
+            logger.warning(
+                "index fold failed (%s: %s); retrying",
+                type(exc).__name__,
+                exc,
+                exc_info=not failing,
+            )
+            failing = True
+        else:
+            if failing:
+                logger.info("index fold works again")
+            failing = False
         if folded < store.FOLD_CHUNK:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
