@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import health
 from app.audit.router import router as audit_router
@@ -39,12 +39,14 @@ logger = logging.getLogger("cx_survey")
 SWEEP_INTERVAL_SECONDS = 600.0
 
 
-async def _sweep_idempotency(engine: AsyncEngine, *, stop: asyncio.Event) -> None:
+async def _sweep_idempotency(
+    sessionmaker: async_sessionmaker[AsyncSession], *, stop: asyncio.Event
+) -> None:
     """Delete expired Idempotency-Key records now and then (every worker; the deletes are cheap
     and skip what another worker deleted)."""
     while not stop.is_set():
         try:
-            await idempotency.sweep(engine)
+            await idempotency.sweep(sessionmaker)
         except Exception as error:  # the database may be away; the next round tries again
             logger.warning("idempotency sweep failed: %s", type(error).__name__)
         with contextlib.suppress(TimeoutError):
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                     app.state.engine, interval=settings.fold_interval_seconds, stop=stop
                 )
             )
-        sweeper = asyncio.create_task(_sweep_idempotency(app.state.engine, stop=stop))
+        sweeper = asyncio.create_task(_sweep_idempotency(app.state.sessionmaker, stop=stop))
         try:
             yield
         finally:

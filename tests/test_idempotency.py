@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.db import create_sessionmaker
 from app.idempotency import service as idempotency
 from app.idempotency.service import fingerprint, parse_key
 from app.responses import service as responses_service
@@ -248,7 +249,7 @@ async def test_sweep_deletes_only_expired_records(
                 " WHERE idempotency_key IN ('s-0', 's-1', 's-2')"
             )
         )
-    assert await idempotency.sweep(engine, batch=2) == 3
+    assert await idempotency.sweep(create_sessionmaker(engine), batch=2) == 3
     async with engine.connect() as conn:
         left = (
             (await conn.execute(text("SELECT idempotency_key FROM idempotency_keys ORDER BY 1")))

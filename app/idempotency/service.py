@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import AppError, Conflict, ValidationFailed
 from app.responses.service import parse_id
@@ -128,7 +129,8 @@ _FORGET = "DELETE FROM idempotency_keys WHERE response_ids && $1::bigint[]"
 _SWEEP = text(
     """
 DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT :batch))
+    SELECT ctid FROM idempotency_keys
+    WHERE expires_at <= coalesce(CAST(:now AS timestamptz), now()) LIMIT :batch))
 """
 )
 
@@ -213,12 +215,19 @@ async def forget_responses(conn: Any, *, response_ids: list[int]) -> None:
         await conn.execute(_FORGET, response_ids)
 
 
-async def sweep(engine: AsyncEngine, *, batch: int = 1000) -> int:
-    """Delete expired records, a batch per transaction; how many went."""
+async def sweep(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    now: datetime | None = None,
+    batch: int = 1000,
+) -> int:
+    """Delete records expired by `now` (default: the database's clock), a batch per
+    transaction; how many went."""
     total = 0
     while True:
-        async with engine.begin() as conn:
-            deleted = (await conn.execute(_SWEEP, {"batch": batch})).rowcount
+        async with sessionmaker() as session, session.begin():
+            result = await session.execute(_SWEEP, {"batch": batch, "now": now})
+            deleted = int(result.rowcount)  # type: ignore[attr-defined]
         total += deleted
         if deleted < batch:
             return total

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit import service as audit
 from app.audit.models import AuditEvent
 from app.db import driver_connection
+from app.idempotency import service as idempotency
 from app.responses.erasure import delete_with_tombstones
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -29,8 +30,7 @@ _OLDEST = (
     " ORDER BY occurred_at, id LIMIT {limit})"
 )
 _COUNT_OLD = text("SELECT count(*) FROM responses WHERE occurred_at < :cutoff")
-_COUNT_EXPIRED = text("SELECT count(*) FROM idempotency_keys WHERE expires_at < :now")
-_DELETE_EXPIRED = text("DELETE FROM idempotency_keys WHERE expires_at < :now")
+_COUNT_EXPIRED = text("SELECT count(*) FROM idempotency_keys WHERE expires_at <= :now")
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,5 @@ async def purge(
         if not rows:
             break
 
-    async with sessionmaker() as session, session.begin():
-        result = await session.execute(_DELETE_EXPIRED, {"now": now})
-        expired = int(result.rowcount)  # type: ignore[attr-defined]
+    expired = await idempotency.sweep(sessionmaker, now=now)
     return PurgeResult(months, cutoff, total, expired, dry_run=False)
