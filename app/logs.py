@@ -23,6 +23,8 @@ from starlette.types import Message, Receive, Scope, Send
 from app import metrics
 from app.middleware import HttpMiddleware
 
+# Set in the scope by a middleware that answers for a route itself (a literal path).
+ANSWERED_ROUTE = "cx.route"
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_logger = logging.getLogger("cx_survey.access")
 
@@ -95,6 +97,8 @@ def logging_config(level: str) -> dict[str, Any]:
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):  # answered before routing, e.g. an idempotent replay
+        template = scope.get(ANSWERED_ROUTE)
     return template if isinstance(template, str) else "(no route)"
 
 

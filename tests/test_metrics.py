@@ -82,6 +82,22 @@ async def test_metrics_count_requests_ingest_outcomes_index_queries_and_the_pool
     assert "customer-42" not in text
 
 
+async def test_an_idempotent_replay_is_counted_under_its_route(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await standard_setup(client, admin)
+    labels = {"method": "POST", "route": "/v1/responses", "status": "201"}
+    before = sample("cx_http_requests_total", **labels)
+    replays = sample("cx_idempotent_replays_total")
+    headers = {**admin, "Idempotency-Key": "m-1"}
+    for _ in range(2):
+        assert (
+            await client.post("/v1/responses", json=response_body(), headers=headers)
+        ).status_code == 201
+    assert sample("cx_http_requests_total", **labels) == before + 2
+    assert sample("cx_idempotent_replays_total") == replays + 1
+
+
 async def test_unknown_methods_and_paths_do_not_grow_the_label_set(
     client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:

@@ -18,6 +18,7 @@ from app.errors import AppError, Unauthenticated, render, unexpected
 from app.idempotency import service
 from app.idempotency.service import Claim, InvalidIdempotencyKey, Stored
 from app.keys.service import authenticate
+from app.logs import ANSWERED_ROUTE
 from app.metrics import IDEMPOTENT_REPLAYS
 from app.middleware import HttpMiddleware
 
@@ -62,6 +63,7 @@ class Idempotency(HttpMiddleware):
         if scope["method"] != "POST" or not values or path not in _SEEN:
             await self.app(scope, receive, send)
             return
+        scope[ANSWERED_ROUTE] = path  # a literal route path: what logs and metrics name
         raw_key = _bearer(scope)
         try:
             key = service.parse_key(values)
