@@ -135,12 +135,7 @@ def serve(
     os.environ["CX_DATABASE_URL"] = url
     get_settings.cache_clear()
     workers = workers or default_workers()
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Each worker writes its metrics to files here; /metrics, served by any one of them,
-        # adds up all of them.
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cx-survey-metrics-")
+    _share_metrics(settings)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -155,6 +150,26 @@ def serve(
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Metrics in files every worker writes (/metrics, served by any one worker, adds them up),
+    and, with CX_METRICS_PORT, served on that port by this process without authentication: it
+    answers while the database, which checks API keys, is away."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shared = tempfile.mkdtemp(prefix="cx-survey-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        atexit.register(shutil.rmtree, shared, ignore_errors=True)
+    if settings.metrics_port is not None:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
 
 
 @cli.command()

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
         ge=1,
         description="`cx-survey purge` deletes responses older than this; unset: kept forever.",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics also on this port, without authentication (for a scraper "
+        "inside the network); unset: only GET /metrics with an admin key.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="The interface CX_METRICS_PORT listens on."
+    )
     shutdown_timeout_seconds: int = Field(
         default=20,
         ge=0,

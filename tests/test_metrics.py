@@ -11,7 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup
-from tests.scratch import cli_env, cx_survey, scratch_database, served
+from tests.scratch import (
+    cli_env,
+    cx_survey,
+    free_port,
+    scratch_database,
+    served,
+    throwaway_postgres,
+)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -131,3 +138,34 @@ async def test_a_scrape_sums_every_worker_process(server_url: str, tmp_path: Pat
                 text, "cx_http_requests_total", method="GET", route="/v1/stages", status="200"
             )
             assert count == requests, api.log()[-2000:]
+
+
+async def test_the_metrics_port_answers_without_a_key_while_the_database_is_away(
+    tmp_path: Path,
+) -> None:
+    async with throwaway_postgres() as server:
+        url = server.database_url("postgres")
+        port = free_port()
+        env = cli_env(url, fold_interval_seconds="0", metrics_port=str(port))
+        made = await cx_survey(
+            "keys", "create", "--name", "ops", "--scope", "admin", env=env, cwd=tmp_path
+        )
+        assert made.code == 0, made.stderr
+        headers = bearer(made.stdout.strip())
+        async with served(env, tmp_path, workers=2) as api:
+            async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+                for _ in range(5):
+                    assert (await client.get("/v1/stages", headers=headers)).status_code == 200
+                await asyncio.to_thread(server.stop, "fast")
+                assert (await client.get("/readyz")).status_code == 503
+                assert (await client.get("/metrics", headers=headers)).status_code == 503
+                async with httpx.AsyncClient(timeout=60) as scraper:
+                    scrape = await scraper.get(f"http://127.0.0.1:{port}/metrics")
+            assert scrape.status_code == 200, api.log()[-2000:]
+            stages = scraped(
+                scrape.text, "cx_http_requests_total", method="GET", route="/v1/stages"
+            )
+            assert stages == 5
+            assert (
+                scraped(scrape.text, "cx_http_requests_total", route="/readyz", status="503") == 1
+            )
