@@ -123,11 +123,14 @@ def serve(
     ] = None,
 ) -> None:
     """Migrate the database and serve the API with uvicorn."""
+    settings = _settings()
+    # Before anything imports prometheus_client, which picks its storage once, at import.
+    _share_metrics(settings)
+
     import uvicorn
 
     from app.logs import logging_config
 
-    settings = _settings()
     url = prepare_database(settings)
     # uvicorn would catch a mismatch in the lifespan and print a traceback; refuse cleanly here.
     check_zone(settings, url)
@@ -135,7 +138,6 @@ def serve(
     os.environ["CX_DATABASE_URL"] = url
     get_settings.cache_clear()
     workers = workers or default_workers()
-    _share_metrics(settings)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -7,8 +7,6 @@ its samples to files there, and a scrape, answered by any one worker, adds up al
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -17,9 +15,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# Whether the metrics live in files shared by worker processes. prometheus_client decides it
+# once, when first imported, from PROMETHEUS_MULTIPROC_DIR: ask it, not the variable now.
+MULTIPROCESS = values.ValueClass is not values.MutexValue
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 REQUESTS = Counter(
@@ -74,7 +76,7 @@ def observe_pool(engine: AsyncEngine, capacity: int) -> None:
 
 def exposition() -> bytes:
     """Every metric in the text format, summed over worker processes where there are several."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)

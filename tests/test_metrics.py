@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -115,7 +116,10 @@ async def test_unknown_methods_and_paths_do_not_grow_the_label_set(
     assert "PROPFIND" not in text
 
 
-async def test_a_scrape_sums_every_worker_process(server_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_scrape_sums_every_worker_process(
+    server_url: str, tmp_path: Path, workers: int
+) -> None:
     async with scratch_database(server_url) as url:
         env = cli_env(url, fold_interval_seconds="0")
         made = await cx_survey(
@@ -123,7 +127,7 @@ async def test_a_scrape_sums_every_worker_process(server_url: str, tmp_path: Pat
         )
         assert made.code == 0, made.stderr
         headers = bearer(made.stdout.strip())
-        async with served(env, tmp_path, workers=2) as api:
+        async with served(env, tmp_path, workers=workers) as api:
             requests = 40
 
             async def one() -> int:
