@@ -92,7 +92,13 @@ class BodyLimit(HttpMiddleware):
         limit = _limit(scope)
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                drained = int(value) <= limit + DRAIN_MAX_BYTES and await _drain(receive)
+                # A client waiting for "100 Continue" has sent nothing: refuse it unread.
+                waiting = any(
+                    n == b"expect" and v.lower() == b"100-continue" for n, v in scope["headers"]
+                )
+                drained = (
+                    not waiting and int(value) <= limit + DRAIN_MAX_BYTES and await _drain(receive)
+                )
                 error = _too_large(limit)
                 if drained:  # the connection is clean and may be used again
                     error.headers = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -32,3 +33,19 @@ async def test_an_oversize_body_gets_413_not_a_reset_connection(
                 ok = await client.get("/livez")
             assert statuses == [413] * 20
             assert ok.status_code == 200
+
+            # A client that waits for "100 Continue" is refused before it sends the body.
+            host, port = api.base_url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                (
+                    "POST /v1/responses HTTP/1.1\r\nHost: test\r\n"
+                    f"Authorization: {headers['Authorization']}\r\n"
+                    "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode()
+            )
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 30)
+            writer.close()
+            assert status_line.startswith(b"HTTP/1.1 413"), status_line
