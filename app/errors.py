@@ -303,10 +303,21 @@ _CONNECTION_ERRORS = {
 }
 
 
+# Refusals that say "not now" rather than "not this": the statement ran into its timeout or a
+# lock timeout, lost a deadlock or a serialization race, or the server is shutting down or
+# full. A retry may well succeed, so they are 503 with Retry-After, not 500.
+_TRANSIENT_SQLSTATES = frozenset(
+    {"57014", "55P03", "40001", "40P01", "53300", "57P01", "57P02", "57P03"}
+)
+
+
 def _is_connection_error(exc: BaseException) -> bool:
+    """Whether `exc` means the database is (for now) unavailable: a lost or refused connection,
+    an exhausted pool, or a transient refusal."""
     return any(
         isinstance(e, OSError | ConnectionError | PoolTimeoutError)
         or type(e).__name__ in _CONNECTION_ERRORS
+        or str(getattr(e, "sqlstate", "") or "") in _TRANSIENT_SQLSTATES
         for e in _causes(exc)
     )
 

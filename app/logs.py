@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from app import metrics
 from app.middleware import HttpMiddleware
 
+CLIENT_CLOSED = 499
 # Set in the scope by a middleware that answers for a route itself (a literal path).
 ANSWERED_ROUTE = "cx.route"
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -142,6 +143,8 @@ class RequestContext(HttpMiddleware):
             raise
         finally:
             seconds = time.perf_counter() - started
+            # No answer at all: the client left before one was due (nginx's 499), not a 500.
+            answered = status or CLIENT_CLOSED
             principal = scope.get("state", {}).get("principal")
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             route = _route_template(scope)
@@ -150,12 +153,12 @@ class RequestContext(HttpMiddleware):
                 extra={
                     "method": method,
                     "route": route,
-                    "status": status or 500,
+                    "status": answered,
                     "ms": round(seconds * 1000, 2),
                     "key_id": getattr(principal, "key_id", None),
                 },
             )
-            metrics.REQUESTS.labels(method, route, str(status or 500)).inc()
+            metrics.REQUESTS.labels(method, route, str(answered)).inc()
             metrics.REQUEST_SECONDS.labels(method, route).observe(seconds)
             state = scope["app"].state if "app" in scope else None
             if state is not None and hasattr(state, "engine"):

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Environment, Settings
@@ -389,3 +390,35 @@ async def _until_async(pending: Any, seconds: float) -> bool:
             return True
         await asyncio.sleep(0.2)
     return False
+
+
+async def test_a_statement_timeout_is_503_and_the_next_request_succeeds(
+    settings: Settings,
+    database_url: str,
+    engine: AsyncEngine,
+    committed_client: httpx.AsyncClient,
+    committed_admin: dict[str, str],
+) -> None:
+    """A database too slow (here: a table locked by someone else) is "not now", not a bug."""
+    await standard_setup(committed_client, committed_admin)
+    impatient = settings.model_copy(update={"db_statement_timeout_ms": 300})
+    slow_engine = create_engine(impatient, database_url)
+    try:
+        app = create_app(impatient, engine=slow_engine)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            async with engine.connect() as blocker:
+                await blocker.execute(text("LOCK TABLE responses IN ACCESS EXCLUSIVE MODE"))
+                slow = await client.post(
+                    "/v1/responses", json=response_body(), headers=committed_admin
+                )
+                await blocker.rollback()
+            assert slow.status_code == 503, slow.text
+            assert slow.headers["content-type"] == "application/problem+json"
+            assert slow.headers["retry-after"] == "1"
+            again = await client.post(
+                "/v1/responses", json=response_body(), headers=committed_admin
+            )
+            assert again.status_code == 201, again.text
+    finally:
+        await slow_engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -173,3 +174,41 @@ async def test_the_metrics_port_answers_without_a_key_while_the_database_is_away
             assert (
                 scraped(scrape.text, "cx_http_requests_total", route="/readyz", status="503") == 1
             )
+
+
+async def test_a_client_that_leaves_before_any_answer_is_499_not_500(
+    app: Any, make_key: KeyFactory
+) -> None:
+    key = await make_key("admin")
+    labels = {"method": "POST", "route": "/v1/responses"}
+    before = {s: sample("cx_http_requests_total", **labels, status=s) for s in ("499", "500")}
+    headers = [
+        (b"authorization", f"Bearer {key}".encode()),
+        (b"idempotency-key", b"left"),
+        (b"content-type", b"application/json"),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/responses",
+        "raw_path": b"/v1/responses",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("test", 80),
+    }
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent == []
+    assert sample("cx_http_requests_total", **labels, status="499") == before["499"] + 1
+    assert sample("cx_http_requests_total", **labels, status="500") == before["500"]
