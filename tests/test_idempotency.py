@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db import create_sessionmaker
 from app.idempotency import service as idempotency
-from app.idempotency.service import fingerprint, parse_key
+from app.idempotency.service import (
+    Claim,
+    IdempotencyKeyInFlight,
+    Stored,
+    fingerprint,
+    parse_key,
+)
 from app.responses import service as responses_service
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup
@@ -174,9 +180,9 @@ async def test_a_claim_in_flight_is_409_and_an_abandoned_one_is_taken_over(
     body = response_body()
     mine = fingerprint("POST", "/v1/responses", b"", httpx.Request("POST", "/", json=body).content)
     claim = (
-        "INSERT INTO idempotency_keys (key_id, idempotency_key, fingerprint, locked_until,"
-        " expires_at) VALUES (:k, :key, :f, now() + make_interval(secs => :lease),"
-        " now() + interval '1 day')"
+        "INSERT INTO idempotency_keys (key_id, idempotency_key, fingerprint, token,"
+        " locked_until, expires_at) VALUES (:k, :key, :f, gen_random_uuid(),"
+        " now() + make_interval(secs => :lease), now() + interval '1 day')"
     )
     await connection.execute(text(claim), {"k": key_id, "key": "busy", "f": mine, "lease": 60})
     busy = await client.post("/v1/responses", json=body, headers=keyed(writer, "busy"))
@@ -291,3 +297,56 @@ async def test_concurrent_requests_with_one_key_run_once(
     async with engine.connect() as conn:
         stored = (await conn.execute(text("SELECT count(*) FROM responses"))).scalar_one()
     assert stored == 1
+
+
+async def test_a_request_whose_lease_ran_out_cannot_settle_the_claim_that_replaced_it(
+    app: Any, writer: dict[str, str], connection: AsyncConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_id = (await connection.execute(text("SELECT id FROM api_keys"))).scalar_one()
+    request = Claim(key_id, "slow", b"f" * 32)
+    async with app.state.sessionmaker() as session, session.begin():
+        monkeypatch.setattr(idempotency, "LEASE_SECONDS", -1)  # A's lease is over at once
+        first = await idempotency.claim(session, claim=request, ttl_seconds=3600)
+        monkeypatch.setattr(idempotency, "LEASE_SECONDS", 60)
+        second = await idempotency.claim(session, claim=request, ttl_seconds=3600)
+        assert isinstance(first, Claim)
+        assert isinstance(second, Claim)
+        assert first.token != second.token
+        await idempotency.release(session, claim=first)  # A ends late, with a 5xx
+        with pytest.raises(IdempotencyKeyInFlight):  # B still holds the key
+            await idempotency.claim(session, claim=request, ttl_seconds=3600)
+        late = Stored(201, [(b"content-type", b"application/json")], b'{"from": "A"}')
+        await idempotency.store(session, claim=first, answer=late, path="/v1/orgs")
+        mine = Stored(201, [(b"content-type", b"application/json")], b'{"from": "B"}')
+        await idempotency.store(session, claim=second, answer=mine, path="/v1/orgs")
+        replay = await idempotency.claim(session, claim=request, ttl_seconds=3600)
+    assert isinstance(replay, Stored)
+    assert replay.body == b'{"from": "B"}'
+
+
+async def test_an_answer_whose_response_was_erased_before_it_was_stored_is_not_kept(
+    app: Any,
+    client: httpx.AsyncClient,
+    writer: dict[str, str],
+    connection: AsyncConnection,
+) -> None:
+    created = await client.post("/v1/responses", json=response_body(), headers=writer)
+    key_id = (await connection.execute(text("SELECT id FROM api_keys"))).scalar_one()
+    request = Claim(key_id, "race", b"r" * 32)
+    async with app.state.sessionmaker() as session, session.begin():
+        held = await idempotency.claim(session, claim=request, ttl_seconds=3600)
+    assert isinstance(held, Claim)
+    # The erasure lands between the request's commit and the storing of its answer.
+    erased = await client.delete(f"/v1/responses/{created.json()['id']}", headers=writer)
+    assert erased.status_code == 204
+    answer = Stored(201, [(b"content-type", b"application/json")], created.content)
+    async with app.state.sessionmaker() as session, session.begin():
+        await idempotency.store(session, claim=held, answer=answer, path="/v1/responses")
+    assert await count(connection, "SELECT count(*) FROM idempotency_keys") == 0
+
+
+async def test_authentication_is_judged_before_the_header(client: httpx.AsyncClient) -> None:
+    unknown = {"Authorization": "Bearer cx_000000000000_" + "x" * 43}
+    for path in ("/v1/responses", "/v1/keys"):
+        refused = await client.post(path, json={}, headers={**unknown, "Idempotency-Key": ""})
+        assert refused.status_code == 401, (path, refused.text)

@@ -51,6 +51,16 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+def _idempotency_key(values: list[str], path: str) -> str:
+    key = service.parse_key(values)
+    if path in UNSUPPORTED_PATHS:
+        raise InvalidIdempotencyKey(
+            f"POST {path} does not take an Idempotency-Key: its answer holds a secret "
+            "that is never stored. Retry only after listing what exists."
+        )
+    return key
+
+
 async def _answer(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
     response = render(error) if isinstance(error, AppError) else await unexpected(None, error)
     await response(scope, receive, send)
@@ -65,16 +75,6 @@ class Idempotency(HttpMiddleware):
             return
         scope[ANSWERED_ROUTE] = path  # a literal route path: what logs and metrics name
         raw_key = _bearer(scope)
-        try:
-            key = service.parse_key(values)
-            if path in UNSUPPORTED_PATHS:
-                raise InvalidIdempotencyKey(
-                    f"POST {path} does not take an Idempotency-Key: its answer holds a secret "
-                    "that is never stored. Retry only after listing what exists."
-                )
-        except AppError as error:
-            await _answer(scope, receive, send, error)
-            return
         if raw_key is None:  # refused as usual, with the usual 401
             await self.app(scope, receive, send)
             return
@@ -85,29 +85,28 @@ class Idempotency(HttpMiddleware):
         try:
             async with state.sessionmaker() as session, session.begin():
                 principal = await authenticate(session, raw_key=raw_key)
+                key = _idempotency_key(values, path)  # after authentication: 401 comes first
                 await state.limiter.check(principal.key_id)
-                claim = Claim(
+                request = Claim(
                     principal.key_id,
                     key,
                     service.fingerprint("POST", path, scope.get("query_string", b""), body),
                 )
-                stored = await service.claim(
-                    session, claim=claim, ttl_seconds=state.settings.idempotency_ttl_seconds
+                outcome = await service.claim(
+                    session, claim=request, ttl_seconds=state.settings.idempotency_ttl_seconds
                 )
-        except Unauthenticated:
-            stored, claim = None, None
+        except Unauthenticated:  # the app refuses the key as usual
+            await self.app(scope, _replaying(body, receive), send)
+            return
         except Exception as error:
             await _answer(scope, receive, send, error)
             return
-        if claim is None:  # the key did not authenticate: the app refuses it as usual
-            await self.app(scope, _replaying(body, receive), send)
-            return
         scope.setdefault("state", {})["rate_checked"] = True
-        if stored is not None:
+        if isinstance(outcome, Stored):
             IDEMPOTENT_REPLAYS.inc()
-            await _replay(stored, send)
+            await _replay(outcome, send)
             return
-        await self._run(scope, _replaying(body, receive), send, state, claim)
+        await self._run(scope, _replaying(body, receive), send, state, outcome)
 
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, state: State, claim: Claim

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 from sqlalchemy import text
@@ -92,15 +93,16 @@ class Stored:
 _CLAIM = text(
     """
 INSERT INTO idempotency_keys AS k
-    (key_id, idempotency_key, fingerprint, locked_until, expires_at)
-VALUES (:key_id, :key, :fingerprint,
+    (key_id, idempotency_key, fingerprint, token, locked_until, expires_at)
+VALUES (:key_id, :key, :fingerprint, gen_random_uuid(),
         now() + make_interval(secs => :lease), now() + make_interval(secs => :ttl))
 ON CONFLICT (key_id, idempotency_key) DO UPDATE
-SET fingerprint = EXCLUDED.fingerprint, status = NULL, headers = NULL, body = NULL,
-    created_at = now(), locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at
+SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, status = NULL, headers = NULL,
+    body = NULL, response_ids = NULL, created_at = now(), locked_until = EXCLUDED.locked_until,
+    expires_at = EXCLUDED.expires_at
 WHERE k.expires_at <= now()
    OR (k.status IS NULL AND k.locked_until <= now() AND k.fingerprint = EXCLUDED.fingerprint)
-RETURNING true
+RETURNING token
 """
 )
 _FETCH = text(
@@ -114,16 +116,18 @@ _STORE = text(
 UPDATE idempotency_keys
 SET status = :status, headers = CAST(:headers AS jsonb), body = :body,
     response_ids = CAST(:response_ids AS bigint[])
-WHERE key_id = :key_id AND idempotency_key = :key AND fingerprint = :fingerprint
-  AND status IS NULL
+WHERE key_id = :key_id AND idempotency_key = :key AND token = :token AND status IS NULL
 """
 )
 _RELEASE = text(
     """
 DELETE FROM idempotency_keys
-WHERE key_id = :key_id AND idempotency_key = :key AND fingerprint = :fingerprint
-  AND status IS NULL
+WHERE key_id = :key_id AND idempotency_key = :key AND token = :token AND status IS NULL
 """
+)
+_LOCK_SHOWN = text(
+    "SELECT count(*) FROM (SELECT id FROM responses WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " FOR KEY SHARE) AS shown"
 )
 _FORGET = "DELETE FROM idempotency_keys WHERE response_ids && $1::bigint[]"
 _SWEEP = text(
@@ -137,26 +141,32 @@ DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
 
 @dataclass(frozen=True)
 class Claim:
-    """A request's hold on (key_id, key) with its fingerprint."""
+    """A request's hold on (key_id, key) with its fingerprint; `token` names the hold once
+    taken, so that a request whose lease ran out cannot settle the hold of the one that took
+    it over."""
 
     key_id: str
     key: str
     fingerprint: bytes
+    token: UUID | None = None
 
     def params(self) -> dict[str, Any]:
         return {"key_id": self.key_id, "key": self.key, "fingerprint": self.fingerprint}
 
+    def held(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "key": self.key, "token": self.token}
 
-async def claim(session: AsyncSession, *, claim: Claim, ttl_seconds: int) -> Stored | None:
-    """Take the key for this request (None), or the stored answer to replay; 409 while another
-    request holds it, 422 when it was used for a different request."""
+
+async def claim(session: AsyncSession, *, claim: Claim, ttl_seconds: int) -> Stored | Claim:
+    """Take the key for this request (the claim, with its token), or the stored answer to
+    replay; 409 while another request holds it, 422 when it was used for a different request."""
     params = {**claim.params(), "lease": LEASE_SECONDS, "ttl": ttl_seconds}
-    if (await session.execute(_CLAIM, params)).first() is not None:
-        return None
+    if (token := (await session.execute(_CLAIM, params)).scalar()) is not None:
+        return replace(claim, token=token)
     row = (await session.execute(_FETCH, claim.params())).first()
     if row is None:  # swept between the two statements: the key is free again
-        if (await session.execute(_CLAIM, params)).first() is not None:
-            return None
+        if (token := (await session.execute(_CLAIM, params)).scalar()) is not None:
+            return replace(claim, token=token)
         raise IdempotencyKeyInFlight("The Idempotency-Key is in use; retry shortly.")
     if row.fingerprint != claim.fingerprint:
         raise IdempotencyKeyReused(
@@ -190,23 +200,32 @@ def shown_responses(path: str, body: bytes) -> list[int] | None:
 
 
 async def store(session: AsyncSession, *, claim: Claim, answer: Stored, path: str) -> None:
-    """Record the answer of a claimed request."""
+    """Record the answer of a claimed request; release the claim instead if a response the
+    answer shows was erased meanwhile (its text must not survive in a replay)."""
+    shown = shown_responses(path, answer.body)
+    if shown:
+        # Locked against erasure: an erasure either ran before (the rows are gone: nothing is
+        # stored) or waits for this transaction (and then deletes this record with them).
+        present = (await session.execute(_LOCK_SHOWN, {"ids": shown})).scalar_one()
+        if present < len(set(shown)):
+            await release(session, claim=claim)
+            return
     headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in answer.headers]
     await session.execute(
         _STORE,
         {
-            **claim.params(),
+            **claim.held(),
             "status": answer.status,
             "headers": orjson.dumps(headers).decode(),
             "body": answer.body,
-            "response_ids": shown_responses(path, answer.body),
+            "response_ids": shown,
         },
     )
 
 
 async def release(session: AsyncSession, *, claim: Claim) -> None:
     """Give the key up: the request produced nothing worth replaying."""
-    await session.execute(_RELEASE, claim.params())
+    await session.execute(_RELEASE, claim.held())
 
 
 async def forget_responses(conn: Any, *, response_ids: list[int]) -> None:

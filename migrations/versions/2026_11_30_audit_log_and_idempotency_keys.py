@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(length=32), nullable=False),
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("token", sa.Uuid(), nullable=False),
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=True),

@@ -88,8 +88,8 @@ async def add_idempotency_record(
     await conn.execute(
         text(
             "INSERT INTO idempotency_keys"
-            " (key_id, idempotency_key, fingerprint, locked_until, expires_at)"
-            " VALUES (:key_id, :name, :fp, :expires, :expires)"
+            " (key_id, idempotency_key, fingerprint, token, locked_until, expires_at)"
+            " VALUES (:key_id, :name, :fp, gen_random_uuid(), :expires, :expires)"
         ),
         {"key_id": key_id, "name": name, "fp": b"\0" * 32, "expires": expires},
     )
