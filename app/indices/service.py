@@ -130,13 +130,16 @@ async def put_weights(
 ) -> None:
     """Replace the org's own weight set (audited)."""
     values = {stage.value: weight for stage, weight in weights.items()}
-    await session.execute(
-        insert(StageWeights)
-        .values(org_id=org.id, weights=values)
-        .on_conflict_do_update(
-            index_elements=["org_id"], set_={"weights": values, "updated_at": func.now()}
-        )
+    upsert = insert(StageWeights).values(org_id=org.id, weights=values)
+    changed = await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["org_id"],
+            set_={"weights": values, "updated_at": func.now()},
+            where=StageWeights.weights.is_distinct_from(upsert.excluded.weights),
+        ).returning(StageWeights.org_id)
     )
+    if changed.first() is None:  # the same weights again: nothing changed, nothing to audit
+        return
     await audit.record(
         session,
         actor=audit.actor_of(principal),
@@ -172,21 +175,23 @@ async def put_target(
 ) -> TargetOut:
     """Set the org's target for a calendar period (audited)."""
     period = check_period(period)
-    await session.execute(
-        insert(Target)
-        .values(org_id=org.id, period=period, csi=csi)
-        .on_conflict_do_update(
-            index_elements=["org_id", "period"], set_={"csi": csi, "updated_at": func.now()}
+    upsert = insert(Target).values(org_id=org.id, period=period, csi=csi)
+    changed = await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["org_id", "period"],
+            set_={"csi": csi, "updated_at": func.now()},
+            where=Target.csi.is_distinct_from(upsert.excluded.csi),
+        ).returning(Target.org_id)
+    )
+    if changed.first() is not None:  # the same target again changes nothing, audits nothing
+        await audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action=audit.Action.target_set,
+            target=org.code,
+            org_id=org.id,
+            details={"period": period, "csi": csi},
         )
-    )
-    await audit.record(
-        session,
-        actor=audit.actor_of(principal),
-        action=audit.Action.target_set,
-        target=org.code,
-        org_id=org.id,
-        details={"period": period, "csi": csi},
-    )
     return TargetOut(org=org.code, period=period, csi=csi)
 
 
