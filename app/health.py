@@ -48,6 +48,5 @@ async def readyz(request: Request) -> Health:
 )
 async def metrics(request: Request, _: Admin) -> Response:
     """Prometheus metrics of the service, summed over its worker processes (admin)."""
-    settings = request.app.state.settings
-    observe_pool(request.app.state.engine, settings.db_pool_size + settings.db_max_overflow)
+    observe_pool(request.app.state.engine)
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

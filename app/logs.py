@@ -162,6 +162,5 @@ class RequestContext(HttpMiddleware):
             metrics.REQUEST_SECONDS.labels(method, route).observe(seconds)
             state = scope["app"].state if "app" in scope else None
             if state is not None and hasattr(state, "engine"):
-                settings = state.settings
-                metrics.observe_pool(state.engine, settings.db_pool_size + settings.db_max_overflow)
+                metrics.observe_pool(state.engine)
             request_id.reset(token)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import health
+from app import health, metrics
 from app.audit.router import router as audit_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     app.state.limiter = build_limiter(settings)
+    metrics.POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
     app.add_middleware(Idempotency)  # innermost: sees bodies already checked for size and type
     app.add_middleware(JsonOnly)
     app.add_middleware(BodyLimit)

@@ -65,14 +65,11 @@ IDEMPOTENT_REPLAYS = Counter(
 )
 
 
-def observe_pool(engine: AsyncEngine, capacity: int) -> None:
+def observe_pool(engine: AsyncEngine) -> None:
     """Record this process's pool usage (cheap: counters the pool keeps anyway)."""
     pool = engine.pool
-    in_use = getattr(pool, "checkedout", lambda: 0)()
-    idle = getattr(pool, "checkedin", lambda: 0)()
-    POOL_CONNECTIONS.labels("in_use").set(in_use)
-    POOL_CONNECTIONS.labels("idle").set(idle)
-    POOL_CAPACITY.set(capacity)
+    POOL_CONNECTIONS.labels("in_use").set(getattr(pool, "checkedout", lambda: 0)())
+    POOL_CONNECTIONS.labels("idle").set(getattr(pool, "checkedin", lambda: 0)())
 
 
 def exposition() -> bytes:
