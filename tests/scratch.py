@@ -248,3 +248,44 @@ async def served(
         yield server
     finally:
         await end_process_group(process)
+
+
+@asynccontextmanager
+async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on `url`, in process (its own engine, disposed afterwards)."""
+    from app.config import Environment, Settings
+    from app.db import create_engine
+    from app.main import create_app
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env=Environment.test,
+        database_url=url,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
+    )
+    engine = create_engine(settings, url)
+    transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        await engine.dispose()
+
+
+async def until(condition: Any, seconds: float, *, step: float = 0.05) -> bool:
+    """Whether `condition()` came true within `seconds` (checked every `step`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+async def cli_key(env: Mapping[str, str], cwd: Path, *scopes: str, name: str = "test") -> str:
+    """A new API key made by `cx-survey keys create`."""
+    options = [arg for scope in scopes for arg in ("--scope", scope)]
+    made = await cx_survey("keys", "create", "--name", name, *options, env=env, cwd=cwd)
+    assert made.code == 0, made.stderr
+    return made.stdout.strip()

@@ -7,19 +7,15 @@ import hashlib
 import re
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from app.config import Environment, Settings
-from app.db import create_engine
-from app.main import create_app
 from app.migrate import upgrade
-from tests.conftest import TEST_PSEUDONYM_KEY, _plain, bearer
-from tests.scratch import CLI, Run, cli_env, cx_survey, free_port, scratch_database
+from tests.conftest import _plain, bearer
+from tests.scratch import CLI, Run, api, cli_env, cx_survey, free_port, scratch_database
 
 KEY = re.compile(r"^cx_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 PROBLEM = "application/problem+json"
@@ -36,24 +32,6 @@ async def db(server_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def env(db: str) -> dict[str, str]:
     return cli_env(db)
-
-
-@asynccontextmanager
-async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on `url`, in process."""
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        env=Environment.test,
-        database_url=url,
-        pseudonym_key=TEST_PSEUDONYM_KEY,
-    )
-    engine = create_engine(settings, url)
-    transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await engine.dispose()
 
 
 async def _key_rows(url: str) -> list[asyncpg.Record]:

@@ -32,6 +32,7 @@ from tests.scratch import (
     cx_survey,
     served,
     throwaway_postgres,
+    until,
 )
 
 PROBLEM = "application/problem+json"
@@ -278,16 +279,6 @@ async def _stored(server: ThrowawayPostgres) -> Counter[str]:
     return Counter(row["external_id"] for row in rows)
 
 
-async def _until(condition: Any, seconds: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
 async def test_a_database_crash_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     async with throwaway_postgres() as server:
         conn = await asyncpg.connect(server.dsn())
@@ -329,7 +320,7 @@ async def test_a_database_crash_under_load_loses_and_doubles_nothing(tmp_path: P
             ]
             try:
                 # Some load first, then a crash of the database in the middle of it.
-                assert await _until(lambda: tally.acknowledged() >= 400, 120), tally.seen
+                assert await until(lambda: tally.acknowledged() >= 400, 120), tally.seen
                 crashed_after = tally.acknowledged()
                 await asyncio.to_thread(server.stop, "immediate")
                 down_at = loop.time()
@@ -338,7 +329,7 @@ async def test_a_database_crash_under_load_loses_and_doubles_nothing(tmp_path: P
                 tally.restarted = True
                 up_at = loop.time()
                 # The service must come back by itself: fresh responses are created again.
-                recovered = await _until(lambda: tally.created_after_restart >= 400, 120)
+                recovered = await until(lambda: tally.created_after_restart >= 400, 120)
                 recovered_at = loop.time()
                 assert recovered, (tally.created_after_restart, tally.seen, api.log()[-3000:])
             finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import bearer
-from tests.scratch import cli_env, cx_survey, scratch_database, served
+from tests.scratch import cli_env, cli_key, scratch_database, served
 
 
 async def test_an_oversize_body_gets_413_not_a_reset_connection(
@@ -16,11 +16,8 @@ async def test_an_oversize_body_gets_413_not_a_reset_connection(
 ) -> None:
     async with scratch_database(server_url) as url:
         env = cli_env(url, fold_interval_seconds="0")
-        made = await cx_survey(
-            "keys", "create", "--name", "w", "--scope", "responses:write", env=env, cwd=tmp_path
-        )
-        assert made.code == 0, made.stderr
-        headers = {**bearer(made.stdout.strip()), "Content-Type": "application/json"}
+        key = await cli_key(env, tmp_path, "responses:write")
+        headers = {**bearer(key), "Content-Type": "application/json"}
         body = b'{"items": "' + b"x" * (3 * 1024 * 1024 // 2) + b'"}'  # 1.5 MiB, declared
         async with served(env, tmp_path, workers=1) as api:
             statuses = []

@@ -15,7 +15,7 @@ from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup
 from tests.scratch import (
     cli_env,
-    cx_survey,
+    cli_key,
     free_port,
     scratch_database,
     served,
@@ -123,11 +123,7 @@ async def test_a_scrape_sums_every_worker_process(
 ) -> None:
     async with scratch_database(server_url) as url:
         env = cli_env(url, fold_interval_seconds="0")
-        made = await cx_survey(
-            "keys", "create", "--name", "ops", "--scope", "admin", env=env, cwd=tmp_path
-        )
-        assert made.code == 0, made.stderr
-        headers = bearer(made.stdout.strip())
+        headers = bearer(await cli_key(env, tmp_path, "admin", name="ops"))
         async with served(env, tmp_path, workers=workers) as api:
             requests = 40
 
@@ -152,11 +148,7 @@ async def test_the_metrics_port_answers_without_a_key_while_the_database_is_away
         url = server.database_url("postgres")
         port = free_port()
         env = cli_env(url, fold_interval_seconds="0", metrics_port=str(port))
-        made = await cx_survey(
-            "keys", "create", "--name", "ops", "--scope", "admin", env=env, cwd=tmp_path
-        )
-        assert made.code == 0, made.stderr
-        headers = bearer(made.stdout.strip())
+        headers = bearer(await cli_key(env, tmp_path, "admin", name="ops"))
         async with served(env, tmp_path, workers=2) as api:
             async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
                 for _ in range(5):

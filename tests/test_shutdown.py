@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import _plain, bearer
 from tests.factories import response_body, standard_setup
-from tests.scratch import Served, cli_env, cx_survey, scratch_database, served
+from tests.scratch import Served, cli_env, cx_survey, scratch_database, served, until
 
 BATCH_CLIENTS = 6
 BATCH_SIZE = 1000
@@ -100,16 +100,6 @@ async def _client(base_url: str, key: str, load: Load, kind: str, client_no: int
         n = 0
         while not load.stop.is_set() and await _send(client, key, load, kind, client_no, n):
             n += 1
-
-
-async def _until(condition: Any, seconds: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def _stored(url: str) -> Counter[str]:
@@ -197,7 +187,7 @@ async def _sigterm_under_load(
             ]
             try:
                 # Warm: a few batches answered before the signal.
-                assert await _until(
+                assert await until(
                     lambda: sum(1 for s in load.sent if s.kind == "batch" and s.status) >= 2, 180
                 ), _state(api, load)
                 # Every insert now waits for this lock: the requests under way stay in flight.

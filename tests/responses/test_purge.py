@@ -4,8 +4,6 @@ runs end to end on a database of its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.config import Environment, Settings
-from app.db import create_engine
-from app.main import create_app
 from app.migrate import upgrade
 from app.responses.retention import purge, retention_cutoff
-from tests.conftest import TEST_PSEUDONYM_KEY, bearer
+from tests.conftest import bearer
 from tests.factories import response_body, standard_setup
 from tests.responses.conftest import assert_problem
-from tests.scratch import cli_env, cx_survey, scratch_database
+from tests.scratch import api, cli_env, cx_survey, scratch_database
 
 UTC_ZONE = ZoneInfo("UTC")
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -181,24 +176,6 @@ async def test_purge_refuses_nonsense(app: Any) -> None:
 
 
 # ---- the command -----------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on `url`, in process."""
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        env=Environment.test,
-        database_url=url,
-        pseudonym_key=TEST_PSEUDONYM_KEY,
-    )
-    engine = create_engine(settings, url)
-    transport = httpx.ASGITransport(app=create_app(settings, engine=engine))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await engine.dispose()
 
 
 async def test_the_purge_command(server_url: str, tmp_path: Path) -> None:
