@@ -44,10 +44,21 @@ class Sent:
     error: str | None = None
 
 
+def _open() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class Load:
     sent: list[Sent] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=_open)  # clients send only while it is set
+
+    def settled(self) -> bool:
+        """Whether every request sent so far has its answer (or its error)."""
+        return all(s.status is not None or s.error is not None for s in self.sent)
 
 
 def _batch(client_no: int, n: int) -> tuple[list[dict[str, Any]], list[str], list[str]]:
@@ -98,7 +109,10 @@ async def _client(base_url: str, key: str, load: Load, kind: str, client_no: int
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
         n = 0
-        while not load.stop.is_set() and await _send(client, key, load, kind, client_no, n):
+        while not load.stop.is_set():
+            await load.gate.wait()
+            if load.stop.is_set() or not await _send(client, key, load, kind, client_no, n):
+                break
             n += 1
 
 
@@ -114,6 +128,7 @@ async def _stored(url: str) -> Counter[str]:
 @dataclass
 class Outcome:
     load: Load
+    locked_at: float
     sigterm_at: float
     exit_seconds: float
     returncode: int
@@ -121,12 +136,13 @@ class Outcome:
     stored: Counter[str]
 
     def in_flight(self) -> list[Sent]:
-        """Requests fully sent well before SIGTERM and not answered before it."""
+        """Requests fully sent after the lock was taken (so they cannot have committed before
+        it), well before SIGTERM, and not answered before it."""
         return [
             s
             for s in self.load.sent
             if s.body_sent_at is not None
-            and s.body_sent_at <= self.sigterm_at - IN_FLIGHT_MARGIN
+            and self.locked_at <= s.body_sent_at <= self.sigterm_at - IN_FLIGHT_MARGIN
             and (s.answered_at is None or s.answered_at > self.sigterm_at)
         ]
 
@@ -190,18 +206,29 @@ async def _sigterm_under_load(
                 assert await until(
                     lambda: sum(1 for s in load.sent if s.kind == "batch" and s.status) >= 2, 180
                 ), _state(api, load)
-                # Every insert now waits for this lock: the requests under way stay in flight.
+                # Let every request under way finish, so that none has committed unanswered
+                # when the lock is taken; those sent after it all wait for it.
+                load.gate.clear()
+                assert await until(load.settled, 120), _state(api, load)
                 await lock.start()
                 await locker.execute("LOCK TABLE responses IN SHARE MODE")
-                locked = True
+                locked, locked_at = True, loop.time()
+                load.gate.set()
                 for _ in range(600):
-                    margin = loop.time() - IN_FLIGHT_MARGIN
-                    sent_before = [s for s in load.sent if (s.body_sent_at or margin) < margin]
-                    if (
-                        sum(1 for s in sent_before if s.kind == "batch" and s.status is None) >= 2
-                        and await _lock_waiters(locker) >= 4
-                    ):
-                        break
+                    if await _lock_waiters(locker) >= 4:
+                        # No await between this count and the signal: what it sees is in flight.
+                        margin = loop.time() - IN_FLIGHT_MARGIN
+                        waiting = [
+                            s
+                            for s in load.sent
+                            if s.kind == "batch"
+                            and s.status is None
+                            and s.error is None
+                            and s.body_sent_at is not None
+                            and locked_at <= s.body_sent_at <= margin
+                        ]
+                        if len(waiting) >= 2:
+                            break
                     await asyncio.sleep(0.1)
                 else:
                     raise AssertionError("no request waits for the lock\n" + _state(api, load))
@@ -237,7 +264,8 @@ async def _sigterm_under_load(
         await locker.close()
     # Sessions of the ended server that were cut short end (roll back) on their own.
     await asyncio.sleep(1)
-    return Outcome(load, sigterm_at, exit_seconds, returncode, log, await _stored(database))
+    stored = await _stored(database)
+    return Outcome(load, locked_at, sigterm_at, exit_seconds, returncode, log, stored)
 
 
 def _state(api: Served, load: Load) -> str:
