@@ -46,7 +46,7 @@ def _json_number(value: Any) -> Any:
 
 JsonNumber = BeforeValidator(_json_number)
 
-_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}", re.ASCII)
 
 
 def _rfc3339(value: Any) -> Any:

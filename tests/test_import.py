@@ -167,15 +167,18 @@ async def test_csv_columns_become_the_api_body(
             ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c3"],  # too few cells
             ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c4",
              "", "", "end_user", "five", "", ""],  # not a number
+            ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c5",
+             "", "", "end_user", "\u0664", "", ""],  # ARABIC-INDIC FOUR: not a JSON number either
         ],
     )  # fmt: skip
     done = cx(settings, "import", "responses", path)
     assert done.returncode == 1, done.stderr
     assert "created 2" in done.stderr
     rejects = {r["line"]: r for r in read_rejects(tmp_path / "responses.csv.rejects.jsonl")}
-    assert set(rejects) == {4, 5}
+    assert set(rejects) == {4, 5, 6}
     assert "expected 11 cells, found 5" in rejects[4]["reason"]
     assert rejects[5]["errors"][0]["loc"] == ["answers", "overall"]
+    assert rejects[6]["errors"][0]["loc"] == ["answers", "overall"]
 
     r = await committed_client.get("/v1/responses", headers=committed_admin)
     items = {i["external_id"]: i for i in r.json()["items"]}

@@ -368,3 +368,38 @@ async def test_weights_and_targets_are_json_numbers(
     assert_problem(r, 422, "validation-error")
     r = await client.put("/v1/orgs/HQ/targets/2026", json={"csi": value}, headers=admin)
     assert_problem(r, 422, "validation-error")
+
+
+@pytest.mark.parametrize(
+    "period", ["\u0662\u0660\u0662\u0666", "\uff12\uff10\uff12\uff16", "2026-\u0660\u0669"]
+)
+async def test_periods_in_other_scripts_digits_are_refused_and_store_nothing(
+    client: httpx.AsyncClient, admin: dict[str, str], period: str
+) -> None:
+    # int() reads ARABIC-INDIC or FULLWIDTH digits as 2026: a second target for 2026, under a
+    # label that GET /targets/2026 would never find.
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    r = await client.put(f"/v1/orgs/HQ/targets/{period}", json={"csi": 80}, headers=admin)
+    assert_problem(r, 422, "validation-error")
+    r = await client.get("/v1/orgs/HQ/index", params={"period": period}, headers=admin)
+    assert_problem(r, 422, "validation-error")
+    r = await client.get("/v1/orgs/HQ/targets", headers=admin)
+    assert r.status_code == 200
+    assert r.json()["items"] == []
+
+
+@pytest.mark.parametrize("start", ["2026-W01-1", "20260101", "2026-1-01", "\u0662026-01-01"])
+async def test_dates_are_yyyy_mm_dd_only(
+    client: httpx.AsyncClient, admin: dict[str, str], start: str
+) -> None:
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    params = {"from": start, "to": "2026-02-01"}
+    r = await client.get("/v1/orgs/HQ/index", params=params, headers=admin)
+    problem = assert_problem(r, 422, "validation-error")
+    assert problem["errors"] == [{"loc": ["query", "from"], "msg": "must be a date YYYY-MM-DD"}]
+    r = await client.get(
+        "/v1/orgs/HQ/index", params={**params, "from": "2026-01-01"}, headers=admin
+    )
+    assert r.status_code == 200, r.text

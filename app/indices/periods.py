@@ -14,7 +14,12 @@ from enum import StrEnum
 
 MIN_YEAR, MAX_YEAR = 1900, 9998
 MAX_SERIES = 120
-_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
+# ASCII digits only: \d would also match other scripts' digits, which int() reads, and a target
+# stored under "٢٠٢٦" would be a second target for 2026 under a label nobody can ask for.
+# The patterns are also what the OpenAPI declares (JSON Schema patterns are ECMA regexes).
+PERIOD_PATTERN = r"^([0-9]{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # fromisoformat alone also takes "2026-W01-1"
+_PERIOD = re.compile(PERIOD_PATTERN)
 
 
 class Granularity(StrEnum):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.indices import service
-from app.indices.periods import Granularity
+from app.indices.periods import DATE_PATTERN, PERIOD_PATTERN, Granularity
 from app.indices.schemas import (
     ChildList,
     OrgIndex,
@@ -85,9 +85,21 @@ async def index_scope(
 
 
 ScopeDep = Annotated[service.Scope, Depends(index_scope)]
-Period = Annotated[str | None, Query(description="A calendar period: 2026, 2026-Q3 or 2026-09.")]
-From = Annotated[str | None, Query(alias="from", description="First date, YYYY-MM-DD.")]
-To = Annotated[str | None, Query(alias="to", description="Date after the last, YYYY-MM-DD.")]
+# The patterns are declared for clients and fuzzers, not enforced by FastAPI: the service's own
+# parsing answers, with the contract's messages (the same patterns, and more: years, real dates).
+_PERIOD_SCHEMA = {"pattern": PERIOD_PATTERN}
+_DATE_SCHEMA = {"pattern": DATE_PATTERN, "format": "date"}
+
+
+def _query(description: str, schema: dict[str, str], alias: str | None = None) -> Any:
+    return Query(alias=alias, description=description, json_schema_extra=schema)
+
+
+Period = Annotated[
+    str | None, _query("A calendar period: 2026, 2026-Q3 or 2026-09.", _PERIOD_SCHEMA)
+]
+From = Annotated[str | None, _query("First date, YYYY-MM-DD.", _DATE_SCHEMA, "from")]
+To = Annotated[str | None, _query("Date after the last, YYYY-MM-DD.", _DATE_SCHEMA, "to")]
 
 
 async def _org(session: SessionDep, principal: Principal, code: str) -> Org:
@@ -135,8 +147,8 @@ async def get_index_series(
     principal: IndicesReader,
     scope: ScopeDep,
     granularity: Granularity,
-    start: Annotated[str, Query(alias="from", description="A period boundary, YYYY-MM-DD.")],
-    end: Annotated[str, Query(alias="to", description="A period boundary, YYYY-MM-DD.")],
+    start: Annotated[str, _query("A period boundary, YYYY-MM-DD.", _DATE_SCHEMA, "from")],
+    end: Annotated[str, _query("A period boundary, YYYY-MM-DD.", _DATE_SCHEMA, "to")],
 ) -> Series:
     """One index per month, quarter or year (at most 120 periods)."""
     windows = service.parse_series(granularity, start, end)
@@ -174,7 +186,9 @@ async def delete_stage_weights(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-PeriodPath = Annotated[str, Path(description="2026, 2026-Q3 or 2026-09.")]
+PeriodPath = Annotated[
+    str, Path(description="2026, 2026-Q3 or 2026-09.", json_schema_extra=_PERIOD_SCHEMA)
+]
 
 
 @router.get("/targets")

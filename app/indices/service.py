@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -17,7 +18,14 @@ from app.errors import NotFound, ValidationFailed
 from app.indices import store
 from app.indices.math import IndexResult, ScaleStats, compare, compute_index
 from app.indices.models import StageWeights, Target
-from app.indices.periods import Granularity, Window, parse_period, series, window_of
+from app.indices.periods import (
+    DATE_PATTERN,
+    Granularity,
+    Window,
+    parse_period,
+    series,
+    window_of,
+)
 from app.indices.schemas import (
     ChildIndex,
     ChildList,
@@ -53,8 +61,11 @@ class TargetNotFound(NotFound):
 # ---- request parsing -------------------------------------------------------------------------
 
 
+_DATE = re.compile(DATE_PATTERN)
+
+
 def _date(value: str, name: str) -> date:
-    if len(value) == 10:
+    if _DATE.match(value):
         try:
             return date.fromisoformat(value)
         except ValueError:

@@ -53,7 +53,7 @@ FIELD_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("survey", "org", "occurred_at", "external_id", "customer_type")
 ANSWER_PREFIX = "answer."
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"^[+-]?\d+$", re.ASCII)  # as JSON reads numbers: ASCII digits
 _STORED = {ItemStatus.created, ItemStatus.duplicate}
 
 

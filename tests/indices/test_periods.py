@@ -29,7 +29,21 @@ def test_periods(label: str, start: date, end: date, previous: str) -> None:
     assert window.previous().end == window.start
 
 
-@pytest.mark.parametrize("label", ["26", "2026-Q5", "2026-13", "2026-00", "2026-9", "1800", "x"])
+@pytest.mark.parametrize(
+    "label",
+    # The last two: ARABIC-INDIC and FULLWIDTH digits, which int() would read as 2026.
+    [
+        "26",
+        "2026-Q5",
+        "2026-13",
+        "2026-00",
+        "2026-9",
+        "1800",
+        "x",
+        "\u0662\u0660\u0662\u0666",
+        "\uff12\uff10\uff12\uff16-09",
+    ],
+)
 def test_bad_periods(label: str) -> None:
     with pytest.raises(ValueError, match=r"\w"):
         parse_period(label)
