@@ -102,7 +102,8 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "description": "Makes a retry safe: a request repeated with the same key gets the first "
     "answer again (with `Idempotent-Replayed: true`); another request under a used key is 422, "
     "one while the first is still running 409. Kept 24 h. See docs/decisions.md.",
-    "schema": {"type": "string", "pattern": "^[ -~]{1,257}$"},
+    # Bare (no quote), or a structured-field string whose 1 to 255 characters may be escaped.
+    "schema": {"type": "string", "pattern": '^([ !#-~]{1,255}|"[ -~]{1,510}")$'},
 }
 
 

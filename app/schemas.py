@@ -44,6 +44,15 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def not_null(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` for an optional field that may be left out but not be null."""
+    branches = [branch for branch in schema.pop("anyOf") if branch.get("type") != "null"]
+    (branch,) = branches
+    schema.update(branch)
+
+
+# After the Field(...) constraints in an Annotated: before them, pydantic cannot fold the
+# constraints into the number's schema and writes `ge`/`le` (not minimum/maximum) into the OpenAPI.
 JsonNumber = BeforeValidator(_json_number)
 
 _RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}", re.ASCII)

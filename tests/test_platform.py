@@ -403,3 +403,62 @@ async def test_dates_are_yyyy_mm_dd_only(
         "/v1/orgs/HQ/index", params={**params, "from": "2026-01-01"}, headers=admin
     )
     assert r.status_code == 200, r.text
+
+
+def _keywords(node: Any) -> set[str]:
+    """Every key of every schema object under `node` (properties' names excluded)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.add(key)
+            if key == "properties":
+                for child in value.values():
+                    found |= _keywords(child)
+            else:
+                found |= _keywords(value)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _keywords(child)
+    return found
+
+
+async def test_openapi_constraints_are_json_schema_keywords(app: Any) -> None:
+    # Pydantic wrote `ge`/`le` (which no client reads) for numbers validated as JSON numbers.
+    components = app.openapi()["components"]["schemas"]
+    assert not _keywords(components) & {"ge", "le", "gt", "lt", "allow_inf_nan"}
+    assert components["TargetIn"]["properties"]["csi"]["maximum"] == 100
+    assert components["WeightsIn"]["additionalProperties"]["minimum"] == 0
+    # PATCH may leave a name out, never set it to null: the schema does not offer null.
+    assert components["OrgPatch"]["properties"]["name"]["type"] == "string"
+
+
+async def test_index_filters_as_declared(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    declared = {
+        p["name"]: re.compile(p["schema"]["pattern"])
+        for p in (await client.get("/openapi.json")).json()["paths"]["/v1/orgs/{code}/index"][
+            "get"
+        ]["parameters"]
+        if p["name"] in ("stages", "channel", "customer_type")
+    }
+    cases = [
+        ({"stages": "purchase, rental ,delivery"}, 200),
+        ({"stages": "", "channel": "", "customer_type": ""}, 200),  # empty: no filter
+        ({"channel": "web, call center", "customer_type": "internal,end_user"}, 200),
+        ({"channel": "x" * 64}, 200),
+        ({"stages": "purchase,"}, 422),
+        ({"stages": "Purchase"}, 422),
+        ({"channel": "x" * 65}, 422),
+        ({"channel": ",web"}, 422),
+        ({"customer_type": "end_user,,internal"}, 422),
+        ({"stages": ",".join(["rental"] * 51)}, 422),
+    ]
+    for params, status in cases:
+        r = await client.get(
+            "/v1/orgs/HQ/index", params={"period": "2026", **params}, headers=admin
+        )
+        assert r.status_code == status, (params, r.text)
+        # What the service takes is exactly what the OpenAPI declares.
+        matches = all(declared[name].match(value) for name, value in params.items())
+        assert matches == (status == 200), params

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -35,20 +37,44 @@ MAX_LIST = 50
 
 
 def _csv(value: str | None, name: str) -> list[str] | None:
-    if value is None:
+    """Comma-separated values, spaces around them ignored; empty (`?stages=`) is no filter."""
+    if not value:
         return None
-    items = [part.strip() for part in value.split(",")]
+    items = [part.strip(" ") for part in value.split(",")]
     if not all(items) or len(items) > MAX_LIST:
         raise ValidationFailed.at(("query", name), "must be a comma-separated list of values")
     return list(dict.fromkeys(items))
 
 
+def _list_of(item: str) -> dict[str, str]:
+    """The schema of what _csv takes, with `item` the regex of one value."""
+    one = f" *(?:{item}) *"
+    return {"pattern": f"^(?:{one}(?:,{one}){{0,{MAX_LIST - 1}}})?$"}
+
+
+def _one_of(values: type[StrEnum]) -> str:
+    return "|".join(re.escape(v) for v in values)
+
+
+_CHANNEL = "[^, ](?:[^,]{0,62}[^, ])?"  # 1 to 64 characters, no comma, no space at either end
+
+
 async def index_scope(
     settings: SettingsDep,
-    stages: Annotated[str | None, Query(description="Comma-separated stages.")] = None,
-    channel: Annotated[str | None, Query(description="Comma-separated channels.")] = None,
+    stages: Annotated[
+        str | None,
+        Query(description="Comma-separated stages.", json_schema_extra=_list_of(_one_of(Stage))),
+    ] = None,
+    channel: Annotated[
+        str | None,
+        Query(description="Comma-separated channels.", json_schema_extra=_list_of(_CHANNEL)),
+    ] = None,
     customer_type: Annotated[
-        str | None, Query(description="Comma-separated customer types.")
+        str | None,
+        Query(
+            description="Comma-separated customer types.",
+            json_schema_extra=_list_of(_one_of(CustomerType)),
+        ),
     ] = None,
     include_descendants: bool = True,
     min_n: Annotated[
@@ -57,15 +83,11 @@ async def index_scope(
 ) -> service.Scope:
     """The filters and thresholds shared by every index route."""
     try:
-        stage_list = [Stage(s) for s in _csv(stages, "stages") or []] if stages else None
+        stage_list = [Stage(s) for s in _csv(stages, "stages") or []] or None
     except ValueError as exc:
         raise ValidationFailed.at(("query", "stages"), f"stages are {', '.join(Stage)}") from exc
     try:
-        types = (
-            [CustomerType(t) for t in _csv(customer_type, "customer_type") or []]
-            if customer_type
-            else None
-        )
+        types = [CustomerType(t) for t in _csv(customer_type, "customer_type") or []] or None
     except ValueError as exc:
         raise ValidationFailed.at(
             ("query", "customer_type"), f"customer types are {', '.join(CustomerType)}"

@@ -83,7 +83,7 @@ class Series(BaseModel):
     items: list[SeriesPoint]
 
 
-Weight = Annotated[float, JsonNumber, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False), JsonNumber]
 
 
 class WeightsIn(RootModel[dict[Stage, Weight]]):
@@ -97,7 +97,7 @@ class WeightsOut(BaseModel):
 
 
 class TargetIn(InputModel):
-    csi: Annotated[float, JsonNumber, Field(ge=0, le=100, allow_inf_nan=False)]
+    csi: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False), JsonNumber]
 
 
 class TargetOut(BaseModel):

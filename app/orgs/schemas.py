@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.schemas import Code, InputModel, Name, OutputModel, ShortText
+from app.schemas import Code, InputModel, Name, OutputModel, ShortText, not_null
 
 
 class OrgCreate(InputModel):
@@ -15,7 +15,8 @@ class OrgCreate(InputModel):
 
 
 class OrgPatch(InputModel):
-    name: Name | None = None
+    # Absent: unchanged. null is refused (422) by the service, so the schema does not offer it.
+    name: Name | None = Field(default=None, json_schema_extra=not_null)
     parent: Code | None = Field(
         default=None, description="New parent code; null makes the org a root."
     )

@@ -19,7 +19,7 @@ from app.schemas import Code, InputModel, JsonNumber, Name, NoNul, OutputModel
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, QuestionType
 
-ScaleBound = Annotated[int, JsonNumber, Field(ge=-1000, le=1000)]
+ScaleBound = Annotated[int, Field(ge=-1000, le=1000), JsonNumber]
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=1000), NoNul]
 Option = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 MAX_SCALE_SPAN = 100
