@@ -110,7 +110,7 @@ class RequestContext(HttpMiddleware):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         text = given.decode("latin-1")
-        rid = text if _CLIENT_ID.match(text) else uuid.uuid4().hex
+        rid = text if _CLIENT_ID.fullmatch(text) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
         status: int | None = None  # set when the response starts

@@ -131,5 +131,5 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         audit_router,
     ):
         app.include_router(router)
-    app.openapi = lambda: complete(app)  # type: ignore[method-assign]
+    app.openapi = lambda: complete(app, min_n_floor=settings.min_n_floor)  # type: ignore[method-assign]
     return app

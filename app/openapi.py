@@ -122,7 +122,16 @@ def _errors(method: str, operation: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
-def complete(app: FastAPI) -> dict[str, Any]:
+def _floor_min_n(operation: dict[str, Any], floor: int) -> None:
+    """`min_n` may not go below the configured floor, which the code's schema cannot know."""
+    for parameter in operation.get("parameters", []):
+        if parameter["name"] == "min_n":
+            for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                if branch.get("type") == "integer":
+                    branch["minimum"] = floor
+
+
+def complete(app: FastAPI, *, min_n_floor: int) -> dict[str, Any]:
     """Build (once) the OpenAPI document with the problem answers of every operation."""
     if app.openapi_schema is not None:
         return app.openapi_schema
@@ -138,6 +147,7 @@ def complete(app: FastAPI) -> dict[str, Any]:
         for method, operation in operations.items():
             if method == "post" and path in IDEMPOTENT_PATHS:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+            _floor_min_n(operation, min_n_floor)
             responses = operation.setdefault("responses", {})
             for status, description in _errors(method, operation).items():
                 if status not in responses or status == "422":

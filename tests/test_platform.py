@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -371,16 +372,17 @@ async def test_weights_and_targets_are_json_numbers(
 
 
 @pytest.mark.parametrize(
-    "period", ["\u0662\u0660\u0662\u0666", "\uff12\uff10\uff12\uff16", "2026-\u0660\u0669"]
+    "period",
+    ["\u0662\u0660\u0662\u0666", "\uff12\uff10\uff12\uff16", "2026-\u0660\u0669", "2026\n"],
 )
-async def test_periods_in_other_scripts_digits_are_refused_and_store_nothing(
+async def test_periods_in_other_scripts_digits_or_with_a_newline_are_refused(
     client: httpx.AsyncClient, admin: dict[str, str], period: str
 ) -> None:
-    # int() reads ARABIC-INDIC or FULLWIDTH digits as 2026: a second target for 2026, under a
-    # label that GET /targets/2026 would never find.
+    # int() reads ARABIC-INDIC or FULLWIDTH digits as 2026, and re's $ matches before a final
+    # newline: each was a second target for 2026, under a label GET /targets/2026 never finds.
     r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
     assert r.status_code == 201
-    r = await client.put(f"/v1/orgs/HQ/targets/{period}", json={"csi": 80}, headers=admin)
+    r = await client.put(f"/v1/orgs/HQ/targets/{quote(period)}", json={"csi": 80}, headers=admin)
     assert_problem(r, 422, "validation-error")
     r = await client.get("/v1/orgs/HQ/index", params={"period": period}, headers=admin)
     assert_problem(r, 422, "validation-error")
@@ -389,7 +391,9 @@ async def test_periods_in_other_scripts_digits_are_refused_and_store_nothing(
     assert r.json()["items"] == []
 
 
-@pytest.mark.parametrize("start", ["2026-W01-1", "20260101", "2026-1-01", "\u0662026-01-01"])
+@pytest.mark.parametrize(
+    "start", ["2026-W01-1", "20260101", "2026-1-01", "\u0662026-01-01", "2026-01-01\n"]
+)
 async def test_dates_are_yyyy_mm_dd_only(
     client: httpx.AsyncClient, admin: dict[str, str], start: str
 ) -> None:

@@ -58,7 +58,7 @@ def parse_key(values: list[str]) -> str:
     quoted = len(value) >= 2 and value[0] == value[-1] == '"'
     if quoted:
         value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if not _KEY.match(value) or (not quoted and '"' in value):
+    if not _KEY.fullmatch(value) or (not quoted and '"' in value):
         raise InvalidIdempotencyKey(
             "The Idempotency-Key must be 1 to 255 printable ASCII characters."
         )

@@ -17,9 +17,11 @@ MAX_SERIES = 120
 # ASCII digits only: \d would also match other scripts' digits, which int() reads, and a target
 # stored under "٢٠٢٦" would be a second target for 2026 under a label nobody can ask for.
 # The patterns are also what the OpenAPI declares (JSON Schema patterns are ECMA regexes).
-PERIOD_PATTERN = r"^([0-9]{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$"
+_SHAPE = "(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$"
+_YEARS = "19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8]"  # MIN_YEAR to MAX_YEAR
+PERIOD_PATTERN = f"^({_YEARS}){_SHAPE}"  # exactly what parse_period takes (a test holds it)
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # fromisoformat alone also takes "2026-W01-1"
-_PERIOD = re.compile(PERIOD_PATTERN)
+_PERIOD = re.compile(f"^([0-9]{{4}}){_SHAPE}")  # any year, so that _check_year can say why
 
 
 class Granularity(StrEnum):
@@ -74,7 +76,7 @@ def _check_year(year: int) -> None:
 
 def parse_period(text: str) -> Window:
     """`2026`, `2026-Q3` or `2026-09` as a window."""
-    match = _PERIOD.match(text)
+    match = _PERIOD.fullmatch(text)
     if match is None:
         raise ValueError("a period is YYYY, YYYY-Qn or YYYY-MM")
     year = int(match.group(1))

@@ -65,7 +65,7 @@ _DATE = re.compile(DATE_PATTERN)
 
 
 def _date(value: str, name: str) -> date:
-    if _DATE.match(value):
+    if _DATE.fullmatch(value):
         try:
             return date.fromisoformat(value)
         except ValueError:

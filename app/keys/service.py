@@ -71,7 +71,7 @@ _KEY_LOOKUP = (
 
 async def authenticate(session: AsyncSession, *, raw_key: str) -> Principal:
     """Verify a presented key in constant time; unknown, malformed or revoked → 401."""
-    match = KEY_PATTERN.match(raw_key)
+    match = KEY_PATTERN.fullmatch(raw_key)
     if match is None:
         raise Unauthenticated("The API key is malformed; expected cx_<id>_<secret>.")
     key_id, secret = match.groups()

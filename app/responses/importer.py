@@ -79,7 +79,7 @@ def csv_body(cells: dict[str, str], rating_keys: dict[str, set[str]]) -> dict[st
     """A POST /v1/responses body from a CSV row; integers where the question is a rating."""
     body: dict[str, Any] = {name: cells[name] for name in FIELD_COLUMNS[:7] if name in cells}
     version = cells.get("survey_version")
-    if version is not None and _INTEGER.match(version):
+    if version is not None and _INTEGER.fullmatch(version):
         body["survey_version"] = int(version)
     customer: dict[str, Any] = {"type": cells.get("customer_type")}
     if "customer_ref" in cells:
@@ -90,7 +90,7 @@ def csv_body(cells: dict[str, str], rating_keys: dict[str, set[str]]) -> dict[st
     for name, value in cells.items():
         if name.startswith(ANSWER_PREFIX):
             key = name[len(ANSWER_PREFIX) :]
-            answers[key] = int(value) if key in ratings and _INTEGER.match(value) else value
+            answers[key] = int(value) if key in ratings and _INTEGER.fullmatch(value) else value
     body["answers"] = answers
     return body
 

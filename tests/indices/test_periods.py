@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import date, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.indices.periods import Granularity, parse_period, series, window_of
+from app.indices.periods import PERIOD_PATTERN, Granularity, parse_period, series, window_of
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ def test_periods(label: str, start: date, end: date, previous: str) -> None:
 
 @pytest.mark.parametrize(
     "label",
-    # The last two: ARABIC-INDIC and FULLWIDTH digits, which int() would read as 2026.
+    # ARABIC-INDIC and FULLWIDTH digits, which int() would read as 2026.
     [
         "26",
         "2026-Q5",
@@ -42,6 +43,7 @@ def test_periods(label: str, start: date, end: date, previous: str) -> None:
         "x",
         "\u0662\u0660\u0662\u0666",
         "\uff12\uff10\uff12\uff16-09",
+        "2026\n",  # re's $ matches before a final newline: a second target for 2026
     ],
 )
 def test_bad_periods(label: str) -> None:
@@ -94,3 +96,28 @@ def test_series() -> None:
         series(Granularity.quarter, date(2025, 2, 1), date(2026, 1, 1))
     with pytest.raises(ValueError, match="at most 120"):
         series(Granularity.month, date(2000, 1, 1), date(2011, 1, 2).replace(day=1))
+
+
+def _parses(label: str) -> bool:
+    try:
+        parse_period(label)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(deadline=None, max_examples=500)
+@given(
+    label=st.one_of(
+        st.builds(
+            "{:04d}{}".format,
+            st.integers(0, 9999),
+            st.sampled_from(["", "-Q0", "-Q1", "-Q4", "-Q5", "-00", "-01", "-09", "-12", "-13"]),
+        ),
+        st.text(alphabet="0123456789-Q\u0662\n ", max_size=9),
+        st.builds("{}\n".format, st.sampled_from(["2026", "2026-Q3", "2026-09"])),
+    )
+)
+def test_the_declared_pattern_is_exactly_what_parses(label: str) -> None:
+    # The OpenAPI declares PERIOD_PATTERN: a fuzzer takes what matches as valid, the rest as not.
+    assert (re.fullmatch(PERIOD_PATTERN, label) is not None) == _parses(label), label
