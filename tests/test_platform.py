@@ -466,3 +466,38 @@ async def test_index_filters_as_declared(client: httpx.AsyncClient, admin: dict[
         # What the service takes is exactly what the OpenAPI declares.
         matches = all(declared[name].match(value) for name, value in params.items())
         assert matches == (status == 200), params
+
+
+@pytest.mark.parametrize(
+    ("params", "previous"),
+    [
+        ({"period": "1900"}, ("1899-01-01", "1900-01-01")),
+        ({"period": "1900-Q1"}, ("1899-10-01", "1900-01-01")),
+        ({"period": "1900-01"}, ("1899-12-01", "1900-01-01")),
+        ({"from": "1900-01-01", "to": "2100-01-01"}, ("1699-12-31", "1900-01-01")),
+    ],
+)
+async def test_the_earliest_periods_have_a_previous_period(
+    client: httpx.AsyncClient, admin: dict[str, str], params: dict[str, str], previous: Any
+) -> None:
+    # The period before 1900 was refused as a year out of range while computing it: a 500.
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    for route in ("index", "index/children"):
+        r = await client.get(f"/v1/orgs/HQ/{route}", params=params, headers=admin)
+        assert r.status_code == 200, r.text
+    r = await client.get("/v1/orgs/HQ/index", params=params, headers=admin)
+    body = r.json()
+    assert (body["previous"]["from"], body["previous"]["to"]) == previous
+    assert body["previous"]["n"] == 0
+
+
+async def test_a_range_too_long_for_a_previous_period_is_422(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    r = await client.post("/v1/orgs", json={"code": "HQ", "name": "HQ"}, headers=admin)
+    assert r.status_code == 201
+    params = {"from": "1950-01-01", "to": "9999-01-01"}
+    r = await client.get("/v1/orgs/HQ/index", params=params, headers=admin)
+    problem = assert_problem(r, 422, "validation-error")
+    assert "too long" in problem["detail"]

@@ -46,8 +46,14 @@ class Window:
         return (self.end - self.start).days
 
     def previous(self) -> Window:
+        """The calendar period before, or the same number of days ending at the start.
+
+        Not held to MIN_YEAR: the year before 1900 is a period without responses, not an error.
+        """
         if self.period is not None:
-            return parse_period(_previous_label(self.period))
+            length = (self.end.year - self.start.year) * 12 + self.end.month - self.start.month
+            start = _add_months(self.start, -length)
+            return Window(start, self.start, calendar_label(start, self.start))
         return Window(self.start - timedelta(days=self.days), self.start)
 
     def months(self) -> tuple[list[date], list[tuple[date, date]]]:
@@ -90,17 +96,6 @@ def parse_period(text: str) -> Window:
     return Window(date(year, 1, 1), date(year + 1, 1, 1), text)
 
 
-def _previous_label(label: str) -> str:
-    window = parse_period(label)
-    if "-Q" in label:
-        prev = _add_months(window.start, -3)
-        return f"{prev.year}-Q{(prev.month - 1) // 3 + 1}"
-    if "-" in label:
-        prev = _add_months(window.start, -1)
-        return f"{prev.year}-{prev.month:02d}"
-    return str(window.start.year - 1)
-
-
 def calendar_label(start: date, end: date) -> str | None:
     """The label of the calendar period [start, end) exactly is, if any."""
     if start.day != 1:
@@ -120,6 +115,8 @@ def window_of(start: date, end: date) -> Window:
         raise ValueError("'from' must be before 'to'")
     _check_year(start.year)
     _check_year(end.year if end.month > 1 or end.day > 1 else end.year - 1)
+    if start.toordinal() - (end - start).days < 1:
+        raise ValueError("the range is too long: the period before it would begin before year 1")
     label = calendar_label(start, end)
     return Window(start, end, label) if label else Window(start, end)
 

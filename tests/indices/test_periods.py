@@ -21,6 +21,11 @@ from app.indices.periods import PERIOD_PATTERN, Granularity, parse_period, serie
         ("2026-Q3", date(2026, 7, 1), date(2026, 10, 1), "2026-Q2"),
         ("2026-01", date(2026, 1, 1), date(2026, 2, 1), "2025-12"),
         ("2026-12", date(2026, 12, 1), date(2027, 1, 1), "2026-11"),
+        # The first periods there are: their previous lies before 1900, and is no error (500).
+        ("1900", date(1900, 1, 1), date(1901, 1, 1), "1899"),
+        ("1900-Q1", date(1900, 1, 1), date(1900, 4, 1), "1899-Q4"),
+        ("1900-01", date(1900, 1, 1), date(1900, 2, 1), "1899-12"),
+        ("9998-12", date(9998, 12, 1), date(9999, 1, 1), "9998-11"),
     ],
 )
 def test_periods(label: str, start: date, end: date, previous: str) -> None:
@@ -58,6 +63,14 @@ def test_range_equal_to_a_calendar_period_is_that_period() -> None:
     odd = window_of(date(2026, 2, 1), date(2026, 4, 1))
     assert odd.period is None
     assert odd.previous() == window_of(date(2025, 12, 4), date(2026, 2, 1))  # 59 days
+
+
+def test_a_range_whose_previous_would_begin_before_year_1_is_refused() -> None:
+    start = date(1900, 1, 1)
+    longest = date.fromordinal(2 * start.toordinal() - 1)  # its previous begins on 0001-01-01
+    assert window_of(start, longest).previous().start == date(1, 1, 1)
+    with pytest.raises(ValueError, match="too long"):
+        window_of(start, longest + timedelta(days=1))
 
 
 def test_from_must_precede_to() -> None:
