@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app.errors import PROBLEM_JSON
 from app.idempotency.middleware import IDEMPOTENT_PATHS
+from app.idempotency.service import HEADER_PATTERN
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -102,8 +103,7 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "description": "Makes a retry safe: a request repeated with the same key gets the first "
     "answer again (with `Idempotent-Replayed: true`); another request under a used key is 422, "
     "one while the first is still running 409. Kept 24 h. See docs/decisions.md.",
-    # Bare (no quote), or a structured-field string whose 1 to 255 characters may be escaped.
-    "schema": {"type": "string", "pattern": '^([ !#-~]{1,255}|"[ -~]{1,510}")$'},
+    "schema": {"type": "string", "pattern": HEADER_PATTERN},
 }
 
 

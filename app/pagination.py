@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
 from app.errors import ValidationFailed
+from app.schemas import is_code
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
@@ -37,10 +39,41 @@ def decode_cursor(cursor: str) -> list[Any]:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed.at(("query", "cursor"), "invalid cursor") from exc
+        raise _invalid() from exc
     if not isinstance(value, list):
-        raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
+        raise _invalid()
     return value
+
+
+def _invalid() -> ValidationFailed:
+    return ValidationFailed.at(("query", "cursor"), "invalid cursor")
+
+
+def after_code(after: list[Any]) -> str:
+    """The org or survey code a cursor of a list ordered by code holds."""
+    if len(after) != 1 or not isinstance(after[0], str) or not is_code(after[0]):
+        raise _invalid()
+    return after[0]
+
+
+def after_instant_and_id(after: list[Any]) -> tuple[datetime, int]:
+    """The (instant, id) a cursor of a list ordered by time then id holds.
+
+    Cursors come from clients: the id must be a JSON integer in bigint's range (not true, 1.5,
+    "2" or Infinity), the instant RFC 3339 text with an offset.
+    """
+    if len(after) != 2 or not isinstance(after[0], str):
+        raise _invalid()
+    at, row_id = after
+    if type(row_id) is not int or not 0 < row_id < 2**63:
+        raise _invalid()
+    try:
+        instant = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise _invalid() from exc
+    if instant.tzinfo is None:
+        raise _invalid()
+    return instant, row_id
 
 
 async def page_params(

@@ -69,7 +69,19 @@ def _rfc3339(value: Any) -> Any:
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 """A timestamp: RFC 3339 with an offset, nothing else (no Unix time, no missing offset)."""
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+
+
+def _strip(value: str) -> str:
+    # Stripped after the length check: the declared maxLength holds for what the client sends.
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_strip), NoNul
+]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
 
 

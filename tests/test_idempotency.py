@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db import create_sessionmaker
 from app.idempotency import service as idempotency
 from app.idempotency.service import (
+    HEADER_PATTERN,
     Claim,
     IdempotencyKeyInFlight,
+    InvalidIdempotencyKey,
     Stored,
     fingerprint,
     parse_key,
@@ -111,7 +116,9 @@ async def test_quoted_and_bare_keys_are_the_same_key(
     assert again.headers["idempotent-replayed"] == "true"
 
 
-@pytest.mark.parametrize("value", ["", " ", "x" * 256, "clé", '"unclosed'])
+@pytest.mark.parametrize(
+    "value", ["", " ", "x" * 256, "clé", '"unclosed', " k", "k ", "k\t", "\xa0k", '""']
+)
 async def test_a_malformed_key_is_400_and_nothing_runs(
     client: httpx.AsyncClient, writer: dict[str, str], connection: AsyncConnection, value: str
 ) -> None:
@@ -120,6 +127,35 @@ async def test_a_malformed_key_is_400_and_nothing_runs(
     assert refused.status_code == 400, refused.text
     assert refused.json()["type"].endswith("/invalid-idempotency-key")
     assert await count(connection, "SELECT count(*) FROM responses") == 0
+
+
+def _accepted(value: str) -> bool:
+    try:
+        parse_key([value])
+    except InvalidIdempotencyKey:
+        return False
+    return True
+
+
+@hypothesis.settings(deadline=None, max_examples=1000)
+@hypothesis.given(
+    st.one_of(
+        st.text(alphabet=st.sampled_from('ab" \\\t\xa0~'), max_size=8),
+        st.builds(
+            "{}{}{}".format,
+            st.sampled_from(["", '"', " "]),
+            st.text(alphabet=st.sampled_from('a"\\ '), min_size=250, max_size=260),
+            st.sampled_from(["", '"', " "]),
+        ),
+    )
+)
+def test_the_declared_header_pattern_admits_every_key_taken(value: str) -> None:
+    # A fuzzer sends what the pattern refuses and expects a 4xx: nothing it refuses may be taken.
+    declared = re.fullmatch(HEADER_PATTERN, value) is not None
+    if _accepted(value):
+        assert declared, value
+    elif not (len(value) >= 2 and value[0] == value[-1] == '"'):
+        assert not declared, value  # the bare form exactly; the quoted by its raw length only
 
 
 async def test_two_keys_in_one_request_are_400(

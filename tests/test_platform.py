@@ -20,6 +20,7 @@ from app.main import create_app
 from app.meta import TimezoneMismatch
 from app.migrate import upgrade
 from tests.conftest import TEST_PSEUDONYM_KEY, _plain, bearer
+from tests.factories import cursor_of
 from tests.scratch import cli_env, cx_survey, free_port, scratch_database
 
 PROBLEM = "application/problem+json"
@@ -448,6 +449,9 @@ async def test_index_filters_as_declared(client: httpx.AsyncClient, admin: dict[
     }
     cases = [
         ({"stages": "purchase, rental ,delivery"}, 200),
+        ({"stages": "purchase\t,\trental"}, 200),
+        ({"channel": "web\xa0"}, 200),  # not a blank it strips: the channel "web\xa0"
+        ({"stages": "purchase\xa0"}, 422),
         ({"stages": "", "channel": "", "customer_type": ""}, 200),  # empty: no filter
         ({"channel": "web, call center", "customer_type": "internal,end_user"}, 200),
         ({"channel": "x" * 64}, 200),
@@ -464,7 +468,7 @@ async def test_index_filters_as_declared(client: httpx.AsyncClient, admin: dict[
         )
         assert r.status_code == status, (params, r.text)
         # What the service takes is exactly what the OpenAPI declares.
-        matches = all(declared[name].match(value) for name, value in params.items())
+        matches = all(declared[name].fullmatch(value) for name, value in params.items())
         assert matches == (status == 200), params
 
 
@@ -501,3 +505,29 @@ async def test_a_range_too_long_for_a_previous_period_is_422(
     r = await client.get("/v1/orgs/HQ/index", params=params, headers=admin)
     problem = assert_problem(r, 422, "validation-error")
     assert "too long" in problem["detail"]
+
+
+@pytest.mark.parametrize("route", ["/v1/responses", "/v1/audit"])
+@pytest.mark.parametrize(
+    "after",
+    [
+        ["2026-01-01T00:00:00+00:00", float("inf")],
+        ["2026-01-01T00:00:00+00:00", True],
+        ["2026-01-01T00:00:00+00:00", 1.5],
+        ["2026-01-01T00:00:00+00:00", "2"],
+        ["2026-01-01T00:00:00+00:00", 2**63],
+        ["2026-01-01T00:00:00+00:00", 0],
+        ["2026-01-01T00:00:00", 2],  # no offset
+        [20260101, 2],
+        ["2026-01-01T00:00:00+00:00"],
+    ],
+)
+async def test_forged_time_cursors_are_422(
+    client: httpx.AsyncClient, admin: dict[str, str], route: str, after: list[Any]
+) -> None:
+    # Infinity as the id was an OverflowError (500); true, 1.5 and "2" were read as ids.
+    r = await client.get(route, params={"cursor": cursor_of(after)}, headers=admin)
+    problem = assert_problem(r, 422, "validation-error")
+    assert problem["errors"] == [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
+    good = cursor_of(["2026-01-01T00:00:00+00:00", 2])
+    assert (await client.get(route, params={"cursor": good}, headers=admin)).status_code == 200

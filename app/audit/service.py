@@ -16,11 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
-from app.errors import ValidationFailed
 from app.keys.models import ApiKey
 from app.logs import request_id
 from app.orgs.models import Org
-from app.pagination import PageParams
+from app.pagination import PageParams, after_instant_and_id
 
 if TYPE_CHECKING:  # keys.service records its own events: import it only for types
     from app.keys.service import Principal
@@ -106,14 +105,7 @@ async def list_events(
     if end is not None:
         query = query.where(AuditEvent.at < end)
     if page.after:
-        try:
-            after_at = datetime.fromisoformat(str(page.after[0]))
-            after_id = int(page.after[1])
-            if len(page.after) != 2 or after_at.tzinfo is None:
-                raise ValueError("not a cursor of this list")
-        except (ValueError, IndexError, TypeError) as exc:
-            raise ValidationFailed.at(("query", "cursor"), "invalid cursor") from exc
-        query = query.where(tuple_(AuditEvent.at, AuditEvent.id) < (after_at, after_id))
+        query = query.where(tuple_(AuditEvent.at, AuditEvent.id) < after_instant_and_id(page.after))
     query = query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(page.limit + 1)
     rows = (await session.execute(query)).all()
     more = len(rows) > page.limit

@@ -23,8 +23,14 @@ from app.responses.service import parse_id
 
 # Longer than the statement timeout and then some: a claim this old has no request behind it.
 LEASE_SECONDS = 60
-# The draft makes the key an sf-string: printable ASCII. We take it quoted or bare.
-_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+# The draft makes the key an sf-string: printable ASCII. We take it quoted (1 to 255 characters
+# once unescaped) or bare (no quote, no space at either end, as HTTP strips those anyway).
+_QUOTED = re.compile(r"[\x20-\x7e]{1,255}")
+BARE_PATTERN = "[!#-~](?:[ !#-~]{0,253}[!#-~])?"
+# What the OpenAPI declares: the bare form exactly; the quoted one by its raw length (1 to 255
+# characters, each possibly escaped), a little wider than what unescapes to a valid key.
+HEADER_PATTERN = f'^(?:{BARE_PATTERN}|"[ -~]{{1,510}}")$'
+_BARE = re.compile(BARE_PATTERN)
 # What a replay repeats of the stored answer's headers (not its date, id or length).
 KEPT_HEADERS = frozenset({b"content-type", b"location", b"retry-after", b"www-authenticate"})
 # Answers that say nothing lasting about the request: not stored, the claim is released.
@@ -54,13 +60,17 @@ def parse_key(values: list[str]) -> str:
     """The key of the Idempotency-Key header (one header, 1 to 255 printable ASCII characters)."""
     if len(values) != 1:
         raise InvalidIdempotencyKey("Send one Idempotency-Key header, not several.")
-    value = values[0].strip()
-    quoted = len(value) >= 2 and value[0] == value[-1] == '"'
-    if quoted:
+    # Not stripped: the HTTP server has removed the spaces and tabs around it already, and what
+    # remains is the key exactly as the OpenAPI's pattern describes it.
+    value = values[0]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if not _KEY.fullmatch(value) or (not quoted and '"' in value):
+        valid = _QUOTED.fullmatch(value) is not None
+    else:
+        valid = _BARE.fullmatch(value) is not None
+    if not valid:
         raise InvalidIdempotencyKey(
-            "The Idempotency-Key must be 1 to 255 printable ASCII characters."
+            "The Idempotency-Key must be 1 to 255 printable ASCII characters, quoted or bare."
         )
     return value
 

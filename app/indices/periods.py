@@ -127,6 +127,7 @@ def series(granularity: Granularity, start: date, end: date) -> list[Window]:
     if start >= end:
         raise ValueError("'from' must be before 'to'")
     _check_year(start.year)
+    _check_year(_add_months(end, -step).year)  # the last period's
     for day in (start, end):
         if day.day != 1 or (day.month - 1) % step:
             raise ValueError(f"'from' and 'to' must fall on {granularity.value} boundaries")

@@ -37,10 +37,10 @@ MAX_LIST = 50
 
 
 def _csv(value: str | None, name: str) -> list[str] | None:
-    """Comma-separated values, spaces around them ignored; empty (`?stages=`) is no filter."""
+    """Comma-separated values, spaces and tabs around them ignored; empty is no filter."""
     if not value:
         return None
-    items = [part.strip(" ") for part in value.split(",")]
+    items = [part.strip(" \t") for part in value.split(",")]
     if not all(items) or len(items) > MAX_LIST:
         raise ValidationFailed.at(("query", name), "must be a comma-separated list of values")
     return list(dict.fromkeys(items))
@@ -48,7 +48,7 @@ def _csv(value: str | None, name: str) -> list[str] | None:
 
 def _list_of(item: str) -> dict[str, str]:
     """The schema of what _csv takes, with `item` the regex of one value."""
-    one = f" *(?:{item}) *"
+    one = f"[ \t]*(?:{item})[ \t]*"
     return {"pattern": f"^(?:{one}(?:,{one}){{0,{MAX_LIST - 1}}})?$"}
 
 
@@ -56,7 +56,7 @@ def _one_of(values: type[StrEnum]) -> str:
     return "|".join(re.escape(v) for v in values)
 
 
-_CHANNEL = "[^, ](?:[^,]{0,62}[^, ])?"  # 1 to 64 characters, no comma, no space at either end
+_CHANNEL = "[^,\t ](?:[^,]{0,62}[^,\t ])?"  # 1 to 64 characters: no comma, no blank at the ends
 
 
 async def index_scope(

@@ -14,7 +14,7 @@ from app.indices.store import move_subtree
 from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.schemas import OrgCreate, OrgNode, OrgOut, OrgPatch
-from app.pagination import PageParams
+from app.pagination import PageParams, after_code
 from app.schemas import is_code
 
 # Tree writers take this advisory lock: creates shared, moves exclusive, so that a child is
@@ -147,10 +147,7 @@ async def list_orgs(
     elif principal.org_id is not None:
         query = query.where(Org.path.contains([principal.org_id]))
     if page.after:
-        after = page.after[0]
-        if len(page.after) != 1 or not isinstance(after, str) or not is_code(after):
-            raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
-        query = query.where(Org.code > after)
+        query = query.where(Org.code > after_code(page.after))
     rows = list((await session.scalars(query.order_by(Org.code).limit(page.limit + 1))).all())
     more = len(rows) > page.limit
     rows = rows[: page.limit]

@@ -15,7 +15,7 @@ from app.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.service import find_referenced
-from app.pagination import PageParams
+from app.pagination import PageParams, after_instant_and_id
 from app.responses import ingest
 from app.responses.models import Response
 from app.responses.prepare import Catalog, ItemInvalid, Prepared, prepare
@@ -290,12 +290,9 @@ async def list_responses(
     if end is not None:
         query = query.where(Response.occurred_at < end)
     if page.after:
-        try:
-            after_at = datetime.fromisoformat(str(page.after[0]))
-            after_id = int(page.after[1])
-        except (ValueError, IndexError, TypeError) as exc:
-            raise ValidationFailed.at(("query", "cursor"), "invalid cursor") from exc
-        query = query.where(tuple_(Response.occurred_at, Response.id) > (after_at, after_id))
+        query = query.where(
+            tuple_(Response.occurred_at, Response.id) > after_instant_and_id(page.after)
+        )
     query = query.order_by(Response.occurred_at, Response.id).limit(page.limit + 1)
     rows = (await session.execute(query)).all()
     more = len(rows) > page.limit

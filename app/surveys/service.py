@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.pagination import PageParams
+from app.pagination import PageParams, after_code
 from app.schemas import is_code
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, RATING_TYPES, QuestionType, Survey, SurveyVersion
@@ -180,10 +180,7 @@ async def list_surveys(
     if stage is not None:
         query = query.where(Survey.stage == stage)
     if page.after:
-        after = page.after[0]
-        if len(page.after) != 1 or not isinstance(after, str) or not is_code(after):
-            raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
-        query = query.where(Survey.code > after)
+        query = query.where(Survey.code > after_code(page.after))
     rows = (await session.execute(query.order_by(Survey.code).limit(page.limit + 1))).all()
     more = len(rows) > page.limit
     items = [render(survey, version) for survey, version in rows[: page.limit]]

@@ -107,6 +107,10 @@ def test_series() -> None:
     assert series(Granularity.year, date(2024, 1, 1), date(2026, 1, 1))[1].period == "2025"
     with pytest.raises(ValueError, match="boundaries"):
         series(Granularity.quarter, date(2025, 2, 1), date(2026, 1, 1))
+    # The last period must lie in MAX_YEAR too (its label would be year 10000's neighbour).
+    assert series(Granularity.year, date(9997, 1, 1), date(9999, 1, 1))[-1].period == "9998"
+    with pytest.raises(ValueError, match="years must lie between"):
+        series(Granularity.month, date(9998, 12, 1), date(9999, 2, 1))
     with pytest.raises(ValueError, match="at most 120"):
         series(Granularity.month, date(2000, 1, 1), date(2011, 1, 2).replace(day=1))
 

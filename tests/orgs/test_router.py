@@ -596,6 +596,9 @@ async def test_patch_unknown_parent_is_422(
     [
         ({"name": None}, ["body", "name"]),
         ({"name": ""}, ["body", "name"]),
+        ({"name": "   "}, ["body", "name"]),
+        # The declared maxLength holds for what is sent, before the spaces are stripped.
+        ({"name": "a" * 200 + " "}, ["body", "name"]),
         ({"parent": "a b"}, ["body", "parent"]),
         ({"code": "NEW"}, ["body", "code"]),
         ({"colour": "red"}, ["body", "colour"]),
