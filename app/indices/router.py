@@ -108,7 +108,8 @@ async def index_scope(
 
 ScopeDep = Annotated[service.Scope, Depends(index_scope)]
 # The patterns are declared for clients and fuzzers, not enforced by FastAPI: the service's own
-# parsing answers, with the contract's messages (the same patterns, and more: years, real dates).
+# parsing answers, with the contract's messages (the same patterns, and more: real dates, `from`
+# before `to`, one form of the two).
 _PERIOD_SCHEMA = {"pattern": PERIOD_PATTERN}
 _DATE_SCHEMA = {"pattern": DATE_PATTERN, "format": "date"}
 
