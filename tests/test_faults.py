@@ -29,7 +29,7 @@ from tests.factories import response_body, standard_setup
 from tests.scratch import (
     ThrowawayPostgres,
     cli_env,
-    cx_survey,
+    cli_key,
     served,
     throwaway_postgres,
     until,
@@ -295,17 +295,8 @@ async def test_a_database_crash_under_load_loses_and_doubles_nothing(tmp_path: P
             db_pool_timeout="5",
             fold_interval_seconds="0.5",
         )
-        created = await cx_survey(
-            "keys", "create", "--name", "setup", "--scope", "admin", env=env, cwd=tmp_path
-        )
-        assert created.code == 0, created.stderr
-        admin = created.stdout.strip()
-        created = await cx_survey(
-            "keys", "create", "--name", "touchpoint", "--scope", "responses:write",
-            env=env, cwd=tmp_path,
-        )  # fmt: skip
-        assert created.code == 0, created.stderr
-        writer = created.stdout.strip()
+        admin = await cli_key(env, tmp_path, "admin", name="setup")
+        writer = await cli_key(env, tmp_path, "responses:write", name="touchpoint")
 
         async with served(env, tmp_path, workers=2) as api:
             async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as client:

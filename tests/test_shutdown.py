@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import _plain, bearer
 from tests.factories import response_body, standard_setup
-from tests.scratch import Served, cli_env, cx_survey, scratch_database, served, until
+from tests.scratch import Served, cli_env, cli_key, scratch_database, served, until
 
 BATCH_CLIENTS = 6
 BATCH_SIZE = 1000
@@ -182,11 +182,7 @@ async def _sigterm_under_load(
         db_pool_size="10",
         db_max_overflow="10",
     )
-    created = await cx_survey(
-        "keys", "create", "--name", "load", "--scope", "admin", env=env, cwd=tmp_path
-    )
-    assert created.code == 0, created.stderr
-    key = created.stdout.strip()
+    key = await cli_key(env, tmp_path, "admin", name="load")
     loop = asyncio.get_running_loop()
     load = Load()
     locker = await asyncpg.connect(_plain(database))
