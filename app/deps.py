@@ -9,11 +9,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.db import get_session
 from app.errors import Forbidden, Unauthenticated
 from app.keys.scopes import Scope
 from app.keys.service import Principal, authenticate
+from app.orgs import tree
 from app.pagination import Pagination
 from app.ratelimit import Limiter
 
@@ -35,6 +37,7 @@ async def current_principal(
         if header:
             raise Unauthenticated("The Authorization header must be 'Bearer <key>'.")
         raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
+    await _tree_of_today(request)
     principal = await authenticate(session, raw_key=credentials.credentials.strip())
     request.state.principal = principal
     if not getattr(request.state, "rate_checked", False):  # the idempotency layer may have
@@ -44,6 +47,17 @@ async def current_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+async def _tree_of_today(request: Request) -> None:
+    """Once per process and day: make the materialized tree today's (a move dated today takes
+    effect without any call), before anything reads a path."""
+    settings: Settings = request.app.state.settings
+    today = clock.today(settings.zone)
+    if getattr(request.app.state, "tree_synced_for", None) != today:
+        request.app.state.tree_synced_for = await tree.synchronize(
+            request.app.state.sessionmaker, zone=settings.zone
+        )
 
 
 def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:

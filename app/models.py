@@ -5,7 +5,7 @@ from app.idempotency.models import IdempotencyRecord
 from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
 from app.keys.models import ApiKey
 from app.meta import Meta
-from app.orgs.models import Org
+from app.orgs.models import Org, OrgPlacement, TreeState
 from app.responses.models import Response, Tombstone
 from app.surveys.models import Survey, SurveyVersion
 
@@ -18,10 +18,12 @@ __all__ = [
     "IndexRollupStage",
     "Meta",
     "Org",
+    "OrgPlacement",
     "Response",
     "StageWeights",
     "Survey",
     "SurveyVersion",
     "Target",
     "Tombstone",
+    "TreeState",
 ]

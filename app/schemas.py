@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # fromisoformat alone also takes "2026-W01-1"
 
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 _CODE = re.compile(CODE_PATTERN)

@@ -176,7 +176,7 @@ async def admin(client: httpx.AsyncClient, make_key: KeyFactory) -> dict[str, st
 
 TABLES = (
     "responses, tombstones, index_deltas, index_rollup, index_rollup_stage, stage_weights, targets,"
-    " idempotency_keys, audit_events, api_keys, survey_versions, surveys, orgs"
+    " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"
 )
 
 
@@ -189,6 +189,10 @@ async def committed_app(settings: Settings, engine: AsyncEngine) -> AsyncIterato
     finally:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            # A new token: no process may take its cached tree for the emptied one.
+            await conn.exec_driver_sql(
+                "UPDATE tree_state SET version = gen_random_uuid()::text, tree_date = NULL"
+            )
 
 
 @pytest.fixture

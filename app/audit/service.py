@@ -35,6 +35,7 @@ class Action(StrEnum):
     org_create = "org.create"
     org_update = "org.update"
     org_move = "org.move"
+    org_history_delete = "org.history_delete"
     survey_create = "survey.create"
     survey_publish = "survey.publish"
     stage_weights_set = "stage_weights.set"
@@ -52,6 +53,7 @@ class Action(StrEnum):
 ORG_DETAILS: Mapping[str, tuple[str, ...]] = {
     Action.org_create: ("parent",),
     Action.org_move: ("from", "to"),
+    Action.org_history_delete: ("parent",),
 }
 
 

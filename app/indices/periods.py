@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
+from app.schemas import DATE_PATTERN
+
+__all__ = ["DATE_PATTERN", "PERIOD_PATTERN", "Granularity", "Window"]
+
 MIN_YEAR, MAX_YEAR = 1900, 9998
 MAX_SERIES = 120
 # ASCII digits only: \d would also match other scripts' digits, which int() reads, and a target
@@ -20,7 +24,6 @@ MAX_SERIES = 120
 _SHAPE = "(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$"
 _YEARS = "19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8]"  # MIN_YEAR to MAX_YEAR
 PERIOD_PATTERN = f"^({_YEARS}){_SHAPE}"  # exactly what parse_period takes (a test holds it)
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"  # fromisoformat alone also takes "2026-W01-1"
 _PERIOD = re.compile(f"^([0-9]{{4}}){_SHAPE}")  # any year, so that _check_year can say why
 
 
@@ -30,7 +33,7 @@ class Granularity(StrEnum):
     year = "year"
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
 
@@ -52,13 +55,13 @@ class Window:
         """
         if self.period is not None:
             length = (self.end.year - self.start.year) * 12 + self.end.month - self.start.month
-            start = _add_months(self.start, -length)
+            start = add_months(self.start, -length)
             return Window(start, self.start, calendar_label(start, self.start))
         return Window(self.start - timedelta(days=self.days), self.start)
 
     def months(self) -> tuple[list[date], list[tuple[date, date]]]:
         """The whole months inside the window, and the partial ranges at its edges."""
-        first = self.start if self.start.day == 1 else _add_months(self.start, 1)
+        first = self.start if self.start.day == 1 else add_months(self.start, 1)
         last = date(self.end.year, self.end.month, 1)
         if first >= last:
             return [], [(self.start, self.end)]
@@ -66,7 +69,7 @@ class Window:
         month = first
         while month < last:
             months.append(month)
-            month = _add_months(month, 1)
+            month = add_months(month, 1)
         edges = []
         if self.start < first:
             edges.append((self.start, first))
@@ -89,10 +92,10 @@ def parse_period(text: str) -> Window:
     _check_year(year)
     if match.group(2):
         start = date(year, 3 * int(match.group(2)) - 2, 1)
-        return Window(start, _add_months(start, 3), text)
+        return Window(start, add_months(start, 3), text)
     if match.group(3):
         start = date(year, int(match.group(3)), 1)
-        return Window(start, _add_months(start, 1), text)
+        return Window(start, add_months(start, 1), text)
     return Window(date(year, 1, 1), date(year + 1, 1, 1), text)
 
 
@@ -102,9 +105,9 @@ def calendar_label(start: date, end: date) -> str | None:
         return None
     if start.month == 1 and end == date(start.year + 1, 1, 1):
         return str(start.year)
-    if start.month % 3 == 1 and end == _add_months(start, 3):
+    if start.month % 3 == 1 and end == add_months(start, 3):
         return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
-    if end == _add_months(start, 1):
+    if end == add_months(start, 1):
         return f"{start.year}-{start.month:02d}"
     return None
 
@@ -127,7 +130,7 @@ def series(granularity: Granularity, start: date, end: date) -> list[Window]:
     if start >= end:
         raise ValueError("'from' must be before 'to'")
     _check_year(start.year)
-    _check_year(_add_months(end, -step).year)  # the last period's
+    _check_year(add_months(end, -step).year)  # the last period's
     for day in (start, end):
         if day.day != 1 or (day.month - 1) % step:
             raise ValueError(f"'from' and 'to' must fall on {granularity.value} boundaries")
@@ -136,7 +139,7 @@ def series(granularity: Granularity, start: date, end: date) -> list[Window]:
     while current < end:
         if len(windows) == MAX_SERIES:
             raise ValueError(f"a series has at most {MAX_SERIES} periods")
-        nxt = _add_months(current, step)
+        nxt = add_months(current, step)
         windows.append(Window(current, nxt, calendar_label(current, nxt)))
         current = nxt
     return windows

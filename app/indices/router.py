@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from app import clock
 from app.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
 from app.errors import ValidationFailed
 from app.indices import service
@@ -59,7 +61,7 @@ def _one_of(values: type[StrEnum]) -> str:
 _CHANNEL = "[^,\t ](?:[^,]{0,62}[^,\t ])?"  # 1 to 64 characters: no comma, no blank at the ends
 
 
-async def index_scope(
+async def _base_scope(
     settings: SettingsDep,
     stages: Annotated[
         str | None,
@@ -106,7 +108,45 @@ async def index_scope(
     )
 
 
+_TREE = f"current|history|{DATE_PATTERN[1:-1]}"
+_CHILD_TREE = f"current|{DATE_PATTERN[1:-1]}"
+
+
+async def index_scope(
+    base: Annotated[service.Scope, Depends(_base_scope)],
+    settings: SettingsDep,
+    tree: Annotated[
+        str | None,
+        Query(
+            description="current (default), history (each response in the tree of its own"
+            " date) or a date YYYY-MM-DD (the tree on that day).",
+            json_schema_extra={"pattern": f"^(?:{_TREE})$"},
+        ),
+    ] = None,
+) -> service.Scope:
+    """The shared scope, in the tree the request chose."""
+    return replace(base, tree=service.parse_tree(tree), today=clock.today(settings.zone))
+
+
+async def children_scope(
+    base: Annotated[service.Scope, Depends(_base_scope)],
+    settings: SettingsDep,
+    tree: Annotated[
+        str | None,
+        Query(
+            description="current (default) or a date YYYY-MM-DD: the children of that tree.",
+            json_schema_extra={"pattern": f"^(?:{_CHILD_TREE})$"},
+        ),
+    ] = None,
+) -> service.Scope:
+    """The shared scope for rankings: one tree for every child (history is refused)."""
+    return replace(
+        base, tree=service.parse_tree(tree, history=False), today=clock.today(settings.zone)
+    )
+
+
 ScopeDep = Annotated[service.Scope, Depends(index_scope)]
+ChildScopeDep = Annotated[service.Scope, Depends(children_scope)]
 # The patterns are declared for clients and fuzzers, not enforced by FastAPI: the service's own
 # parsing answers, with the contract's messages (the same patterns, and more: real dates, `from`
 # before `to`, one form of the two).
@@ -151,16 +191,18 @@ async def get_children_index(
     code: OrgCode,
     session: SessionDep,
     principal: IndicesReader,
-    scope: ScopeDep,
+    scope: ChildScopeDep,
     period: Period = None,
     start: From = None,
     end: To = None,
 ) -> ChildList:
-    """Every direct child's index, ranked."""
+    """Every direct child's index (children of the chosen tree), ranked."""
     window = service.parse_window(period, start, end)
     org = await _org(session, principal, code)
     with INDEX_SECONDS.labels("children").time():
-        return await service.children_index(session, org=org, window=window, scope=scope)
+        return await service.children_index(
+            session, org=org, window=window, scope=scope, principal=principal
+        )
 
 
 @router.get("/index/series")

@@ -34,10 +34,14 @@ class PreviousIndex(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+TREE_DESCRIPTION = "The tree the numbers were computed in: current, history or a date."
+
+
 class OrgIndex(BaseModel):
     org: str
     from_: date = Field(alias="from")
     to: date
+    tree: str = Field(description=TREE_DESCRIPTION)
     n: int
     csi: float | None
     ci95: Interval | None
@@ -63,6 +67,7 @@ class ChildIndex(BaseModel):
 
 
 class ChildList(BaseModel):
+    tree: str = Field(description=TREE_DESCRIPTION)
     items: list[ChildIndex]
 
 
@@ -80,6 +85,7 @@ class SeriesPoint(BaseModel):
 
 
 class Series(BaseModel):
+    tree: str = Field(description=TREE_DESCRIPTION)
     items: list[SeriesPoint]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,6 +23,7 @@ from app.indices.periods import (
     DATE_PATTERN,
     Granularity,
     Window,
+    add_months,
     parse_period,
     series,
     window_of,
@@ -39,10 +41,30 @@ from app.indices.schemas import (
 )
 from app.indices.schemas import Series as SeriesOut
 from app.keys.service import Principal
+from app.orgs import tree
 from app.orgs.models import Org
+from app.orgs.service import parse_day
+from app.orgs.timeline import Cover
 from app.stages import Stage
 
 Weights = dict[Stage, float]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeChoice:
+    """Which tree an index reads: `current` (today's), `history` (each response in the tree of
+    its own date) or `day` (the tree on that day)."""
+
+    mode: str
+    day: date | None = None
+
+    @property
+    def label(self) -> str:
+        return self.day.isoformat() if self.day is not None else self.mode
+
+
+CURRENT = TreeChoice("current")
+HISTORY = TreeChoice("history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +74,24 @@ class Scope:
     filters: store.Filters
     include_descendants: bool
     min_n: int
+    tree: TreeChoice = CURRENT
+    today: date = date.min
+
+
+def parse_tree(value: str | None, *, history: bool = True) -> TreeChoice:
+    """`current`, `history` (where allowed) or a date YYYY-MM-DD; default current."""
+    if value is None or value == "current":
+        return CURRENT
+    if value == "history":
+        if not history:
+            raise ValidationFailed.at(
+                ("query", "tree"), "children are ranked in one tree: current or a date"
+            )
+        return HISTORY
+    if not _DATE.fullmatch(value):
+        choices = "current, history or a date" if history else "current or a date"
+        raise ValidationFailed.at(("query", "tree"), f"must be {choices} (YYYY-MM-DD)")
+    return TreeChoice("day", parse_day(value, ("query", "tree")))
 
 
 class TargetNotFound(NotFound):
@@ -262,36 +302,76 @@ def _stage_items(result: IndexResult) -> list[StageIndex]:
     ]
 
 
-async def _stats(
+def _month_range(months: Sequence[date]) -> tuple[date, date] | None:
+    return (months[0], add_months(months[-1], 1)) if months else None
+
+
+def _pieces(
+    view: tree.TreeView, org_id: int, window: Window, scope: Scope, *, group: int
+) -> list[store.Piece]:
+    """What the responses of `org_id`'s scope over `window` are, in the scope's tree mode."""
+    if not scope.include_descendants:
+        only = frozenset({org_id})
+        parts = [(window.start, window.end, only, Cover((), (org_id,)))]
+    else:
+        if scope.tree.mode == "history":
+            cuts = [d for d in view.timeline.dates if window.start < d < window.end]
+            bounds = [window.start, *cuts, window.end]
+            days = [(a, b, a) for a, b in itertools.pairwise(bounds)]
+        else:
+            days = [(window.start, window.end, scope.tree.day or scope.today)]
+        parts = []
+        for start, end, probe in days:
+            members, covered = view.cover_on(probe, org_id)
+            if parts and parts[-1][2] == members:  # the same orgs: one stretch
+                parts[-1] = (parts[-1][0], end, members, covered)
+            else:
+                parts.append((start, end, members, covered))
+    pieces = []
+    for start, end, members, covered in parts:
+        months, edges = Window(start, end).months()
+        pieces.append(
+            store.Piece(
+                group=group,
+                scope=sorted(members),
+                roots=covered.roots,
+                singles=covered.singles,
+                months=_month_range(months),
+                edges=edges,
+            )
+        )
+    return pieces
+
+
+async def _read(
     session: AsyncSession,
     *,
-    targets: Sequence[int],
-    depth: int,
-    windows: Sequence[Window],
     scope: Scope,
-    grouping: store.Grouping,
+    plan: Callable[[tree.TreeView], Sequence[store.Piece]],
+    by_month: bool = False,
 ) -> store.Stats:
-    months: list[date] = []
-    edges: list[tuple[date, date]] = []
-    for window in windows:
-        full, partial = window.months()
-        months.extend(full)
-        edges.extend(partial)
+    """The statistics of the pieces that `plan` makes of the tree, read under that very tree.
+
+    The pieces are planned on the cached tree, and the sums come with the tree version they
+    were read under: should a move have committed in between, the read is planned again under
+    the shared tree lock, which no move can pass.
+    """
     conn = await driver_connection(session)
     # A generic plan cannot see which org and months are asked for and scans the whole rollup.
     if not session.info.get("custom_plans"):  # once per transaction
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         session.info["custom_plans"] = True
-    return await store.collect(
-        conn,
-        targets=targets,
-        depth=depth,
-        tree=scope.include_descendants,
-        months=months,
-        edges=edges,
-        filters=scope.filters,
-        grouping=grouping,
-    )
+    locked = False
+    while True:
+        view = await tree.load(session)
+        version, stats = await store.collect(
+            conn, pieces=plan(view), filters=scope.filters, by_month=by_month
+        )
+        if version == view.version:
+            return stats
+        if not locked:
+            await tree.lock_shared(session)
+            locked = True
 
 
 def _included(scope: Scope) -> frozenset[Stage] | None:
@@ -309,34 +389,16 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
     """The index of `org` for `window`, with the previous period, delta and target."""
     _, weights = _nearest(org.path, await _sets(session, org.path))
     previous_window = window.previous()
-    current = _index(
-        (
-            await _stats(
-                session,
-                targets=[org.id],
-                depth=0,
-                windows=[window],
-                scope=scope,
-                grouping=store.Grouping.scope,
-            )
-        ).get(0, {}),
-        weights,
-        scope,
+    stats = await _read(
+        session,
+        scope=scope,
+        plan=lambda view: [
+            *_pieces(view, org.id, window, scope, group=0),
+            *_pieces(view, org.id, previous_window, scope, group=1),
+        ],
     )
-    previous = _index(
-        (
-            await _stats(
-                session,
-                targets=[org.id],
-                depth=0,
-                windows=[previous_window],
-                scope=scope,
-                grouping=store.Grouping.scope,
-            )
-        ).get(0, {}),
-        weights,
-        scope,
-    )
+    current = _index(stats.get((0, None), {}), weights, scope)
+    previous = _index(stats.get((1, None), {}), weights, scope)
     comparison = compare(current, previous)
     target = None
     if window.period is not None:
@@ -350,6 +412,7 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
         org=org.code,
         from_=window.start,
         to=window.end,
+        tree=scope.tree.label,
         n=current.n,
         csi=current.csi,
         ci95=current.ci95,
@@ -370,27 +433,36 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
 
 
 async def children_index(
-    session: AsyncSession, *, org: Org, window: Window, scope: Scope
+    session: AsyncSession, *, org: Org, window: Window, scope: Scope, principal: Principal
 ) -> ChildList:
-    """Every direct child's own index, ranked by csi (competition rank), suppressed last."""
-    children = list(
-        (await session.scalars(select(Org).where(Org.parent_id == org.id).order_by(Org.code))).all()
-    )
-    if not children:
-        return ChildList(items=[])
-    sets = await _sets(session, [*org.path, *(c.id for c in children)])
-    stats = await _stats(
-        session,
-        targets=[c.id for c in children],
-        depth=len(org.path),
-        windows=[window],
-        scope=scope,
-        grouping=store.Grouping.child,
-    )
+    """Every direct child's own index in the scope's tree, ranked by csi (competition rank),
+    suppressed last. Children the key does not see are left out."""
+    day = scope.tree.day or scope.today
+    planned: list[int] = []
+
+    def plan(view: tree.TreeView) -> list[store.Piece]:
+        planned[:] = [
+            c
+            for c in view.timeline.children_on(day).get(org.id, ())
+            if principal.sees(view.materialized.paths[c])
+        ]
+        return [
+            piece
+            for group, child in enumerate(planned)
+            for piece in _pieces(view, child, window, scope, group=group)
+        ]
+
+    stats = await _read(session, scope=scope, plan=plan)
+    if not planned:
+        return ChildList(tree=scope.tree.label, items=[])
+    rows = {c.id: c for c in await session.scalars(select(Org).where(Org.id.in_(planned)))}
+    children = [rows[c] for c in planned]
+    sets = await _sets(session, sorted({i for c in children for i in c.path}))
     results = []
-    for child in children:
-        _, weights = _nearest([*org.path, child.id], sets)
-        results.append((child, _index(stats.get(child.id, {}), weights, scope)))
+    for group, child in enumerate(children):
+        _, weights = _nearest(child.path, sets)
+        results.append((child, _index(stats.get((group, None), {}), weights, scope)))
+    results.sort(key=lambda r: r[0].code)
     ranked = sorted(
         (r for r in results if r[1].csi is not None),
         key=lambda r: (-(r[1].csi or 0.0), r[0].code),
@@ -405,7 +477,7 @@ async def children_index(
     items.extend(
         _child_item(child, result, None) for child, result in results if result.csi is None
     )
-    return ChildList(items=items)
+    return ChildList(tree=scope.tree.label, items=items)
 
 
 def _child_item(child: Org, result: IndexResult, rank: int | None) -> ChildIndex:
@@ -425,19 +497,18 @@ async def index_series(
 ) -> SeriesOut:
     """One index per calendar period of the series, each from its months' statistics."""
     _, weights = _nearest(org.path, await _sets(session, org.path))
-    by_month = await _stats(
+    whole = Window(windows[0].start, windows[-1].end)
+    by_month = await _read(
         session,
-        targets=[org.id],
-        depth=0,
-        windows=windows,
         scope=scope,
-        grouping=store.Grouping.month,
+        plan=lambda view: _pieces(view, org.id, whole, scope, group=0),
+        by_month=True,
     )
     items = []
     for window in windows:
         merged: dict[Stage, list[ScaleStats]] = {}
         for month in window.months()[0]:
-            for stage, scales in by_month.get(month, {}).items():
+            for stage, scales in by_month.get((0, month), {}).items():
                 merged.setdefault(stage, []).extend(scales)
         result = _index(merged, weights, scope)
         items.append(
@@ -452,4 +523,4 @@ async def index_series(
                 stages=_stage_items(result),
             )
         )
-    return SeriesOut(items=items)
+    return SeriesOut(tree=scope.tree.label, items=items)

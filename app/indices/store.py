@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
 from typing import Any
 
 from app.indices.math import ScaleStats
@@ -29,20 +28,11 @@ STATS = ("n", "sum_d", "sum_d2", "top2", "nps_n", "promoters", "detractors")
 KEY = ("stage", "month", "channel", "customer_type", "scale_min", "scale_max")
 
 
-class Grouping(Enum):
-    scope = "scope"  # one number for the whole scope
-    child = "child"  # one per target org (the direct children of the asked org)
-    month = "month"  # one per month
-
-
 @dataclass(frozen=True, slots=True)
 class Filters:
     stages: Sequence[Stage] | None = None
     channels: Sequence[str] | None = None
     customer_types: Sequence[CustomerType] | None = None
-
-
-Stats = dict[Any, dict[Stage, list[ScaleStats]]]
 
 
 class _Params:
@@ -80,95 +70,105 @@ def _raw_stats(alias: str) -> str:
     )
 
 
-async def collect(
-    conn: Any,
-    *,
-    targets: Sequence[int],
-    depth: int,
-    tree: bool,
-    months: Sequence[date],
-    edges: Sequence[tuple[date, date]],
-    filters: Filters,
-    grouping: Grouping,
-) -> Stats:
-    """Per group and stage, the statistics of every response in scope.
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Responses of the orgs `scope` over some days, counted for `group`.
 
-    `targets` are org ids whose scopes are asked for (one for scope/month grouping, the children
-    for child grouping); `depth` is the length of the path of the targets' parent (child grouping).
-    `tree` includes each target's descendants. Whole months come from the rollup plus pending
-    deltas; `edges` (partial months) from the raw responses.
+    `roots` and `singles` are how the materialized tree reads `scope` (tree rows of the roots,
+    own rows of the singles: see orgs.timeline.cover). `months` is the half-open range of whole
+    months [first, after) read from the rollup and the pending deltas; `edges` the partial-month
+    date ranges read from the raw responses.
     """
+
+    group: int
+    scope: Sequence[int]
+    roots: Sequence[int]
+    singles: Sequence[int]
+    months: tuple[date, date] | None
+    edges: Sequence[tuple[date, date]]
+
+
+Key = tuple[int, date | None]  # (group, month when by_month)
+Stats = dict[Key, dict[Stage, list[ScaleStats]]]
+
+
+async def collect(
+    conn: Any, *, pieces: Sequence[Piece], filters: Filters, by_month: bool
+) -> tuple[str, Stats]:
+    """Per group (and month, with `by_month`) and stage, the statistics of every response of
+    the pieces; with the tree version the statement saw (one statement: one snapshot)."""
     params = _Params()
-    ids = params.add(list(targets))
-    child = f"o.path[{depth + 1}]"
-    parts = []
     stats = ", ".join(STATS)
-    if months:
-        month_list = params.add(list(months))
-        group_r = {"scope": "0::bigint", "child": "r.org_id", "month": "r.month"}[grouping.value]
+    parts = []
+    rollup_rows: list[tuple[int, bool, date, date, int]] = []
+    delta_rows: list[tuple[int, date, date, int]] = []
+    raw_rows: list[tuple[int, date, date, int]] = []
+    for piece in pieces:
+        if piece.months is not None:
+            lo, hi = piece.months
+            rollup_rows += [(o, True, lo, hi, piece.group) for o in piece.roots]
+            rollup_rows += [(o, False, lo, hi, piece.group) for o in piece.singles]
+            delta_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+        for lo, hi in piece.edges:
+            raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+    month = "{}.month" if by_month else "NULL::date"
+    if rollup_rows:
         fine = filters.channels is not None or filters.customer_types is not None
+        columns = [params.add(list(c)) for c in zip(*rollup_rows, strict=True)]
         parts.append(
-            f"SELECT {group_r} AS g, r.stage, r.scale_min, r.scale_max, {stats}"
-            f" FROM {(FINE if fine else COARSE).table} r"
-            f" WHERE r.org_id = ANY({ids}::bigint[]) AND r.tree = {tree}"
-            f" AND r.month = ANY({month_list}::date[]){_filters('r', filters, params)}"
+            f"SELECT t.g, {month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
+            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
+            f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
+            f" JOIN {(FINE if fine else COARSE).table} r ON r.org_id = t.org_id"
+            f" AND r.tree = t.tree AND r.month >= t.lo AND r.month < t.hi"
+            f"{_filters('r', filters, params)}"
         )
-        if tree:
-            where = (
-                f"{child} = ANY({ids}::bigint[])"
-                if grouping is Grouping.child
-                else f"o.path @> {ids}::bigint[]"
-            )
-            group_d = {"scope": "0::bigint", "child": child, "month": "d.month"}[grouping.value]
-        else:
-            where = f"d.org_id = ANY({ids}::bigint[])"
-            group_d = {"scope": "0::bigint", "child": "d.org_id", "month": "d.month"}[
-                grouping.value
-            ]
+    if delta_rows:
+        columns = [params.add(list(c)) for c in zip(*delta_rows, strict=True)]
         parts.append(
-            f"SELECT {group_d}, d.stage, d.scale_min, d.scale_max, {stats}"
-            f" FROM index_deltas d JOIN orgs o ON o.id = d.org_id"
-            f" WHERE {where} AND d.month = ANY({month_list}::date[])"
+            f"SELECT t.g, {month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
+            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+            f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+            f" JOIN index_deltas d ON d.org_id = t.org_id AND d.month >= t.lo AND d.month < t.hi"
             f"{_filters('d', filters, params)}"
         )
-    if edges:
-        ranges = " OR ".join(
-            f"(x.occurred_on >= {params.add(lo)} AND x.occurred_on < {params.add(hi)})"
-            for lo, hi in edges
-        )
-        if tree:
-            where = (
-                f"{child} = ANY({ids}::bigint[])"
-                if grouping is Grouping.child
-                else f"o.path @> {ids}::bigint[]"
-            )
-            group_x = child if grouping is Grouping.child else "0::bigint"
-        else:
-            where = f"x.org_id = ANY({ids}::bigint[])"
-            group_x = "x.org_id" if grouping is Grouping.child else "0::bigint"
-        if grouping is Grouping.month:
-            group_x = "date_trunc('month', x.occurred_on)::date"
+    if raw_rows:
+        columns = [params.add(list(c)) for c in zip(*raw_rows, strict=True)]
+        raw_month = "date_trunc('month', x.occurred_on)::date" if by_month else "NULL::date"
         parts.append(
-            f"SELECT {group_x}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
-            f" FROM responses x JOIN orgs o ON o.id = x.org_id"
-            f" WHERE ({ranges}) AND {where}{_filters('x', filters, params, raw=True)}"
+            f"SELECT t.g, {raw_month}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
+            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+            f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+            f" JOIN responses x ON x.org_id = t.org_id"
+            f" AND x.occurred_on >= t.lo AND x.occurred_on < t.hi"
+            f"{_filters('x', filters, params, raw=True)}"
         )
-    if not parts:
-        return {}
+    union = (
+        " UNION ALL ".join(parts)
+        if parts
+        else (
+            "SELECT NULL::int, NULL::date, NULL::stage, NULL::smallint, NULL::smallint, "
+            + ", ".join("NULL::bigint" for _ in STATS)
+            + " WHERE false"
+        )
+    )
     sums = ", ".join(f"sum(s.{c})::bigint" for c in STATS)
+    # The version comes with the sums so that the caller can tell whether the tree it planned
+    # the pieces on is the one these sums were read under.
     sql = (
-        f"SELECT s.g, s.stage::text, s.scale_min, s.scale_max, {sums} FROM ("
-        + " UNION ALL ".join(parts)
-        + ") AS s(g, stage, scale_min, scale_max, "
-        + stats
-        + ") GROUP BY 1, 2, 3, 4"
+        f"WITH sums AS (SELECT s.g, s.m, s.stage::text, s.scale_min, s.scale_max, {sums} FROM ("
+        + union
+        + f") AS s(g, m, stage, scale_min, scale_max, {stats}) GROUP BY 1, 2, 3, 4, 5)"
+        " SELECT v.version, sums.* FROM tree_state v LEFT JOIN sums ON true"
     )
     result: Stats = defaultdict(lambda: defaultdict(list))
+    version = ""
     for row in await conn.fetch(sql, *params.values):
-        if row[4] == 0 and row[5] == 0 and row[6] == 0:
-            continue  # only cancelled deltas (insert then delete) behind it
-        result[row[0]][Stage(row[1])].append(ScaleStats(row[2], row[3], *row[4:]))
-    return result
+        version = row[0]
+        if row[1] is None or (row[6] == 0 and row[7] == 0 and row[8] == 0):
+            continue  # no sums, or only cancelled deltas (insert then delete) behind them
+        result[(row[1], row[2])][Stage(row[3])].append(ScaleStats(row[4], row[5], *row[6:]))
+    return version, result
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import clock
 from app.config import Settings
 from app.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from app.keys.service import Principal
@@ -129,7 +130,7 @@ async def post_response(
             principal=principal,
             pseudonym_key=settings.pseudonym_key,
             zone=settings.zone,
-            now=datetime.now(UTC),
+            now=clock.now(),
         )
     except ItemInvalid as exc:
         if exc.forbidden:
@@ -178,7 +179,7 @@ async def post_batch(
             ]
             results[index] = BatchItemResult(index=index, status=ItemStatus.invalid, errors=errors)
     catalog = await Catalog.load(session, (body for _, body in parsed), source=principal.source)
-    now = datetime.now(UTC)
+    now = clock.now()
     valid: list[Prepared] = []
     for index, body in parsed:
         try:

@@ -20,6 +20,11 @@ from tests.responses.conftest import assert_invalid_at, assert_problem
 REF = "customer-audit-7f3e21"
 
 
+def today() -> str:
+    """The effective date of an undated move: today in the reporting zone (UTC here)."""
+    return datetime.now(UTC).date().isoformat()
+
+
 def key_id(key: str) -> str:
     return key.split("_")[1]
 
@@ -86,7 +91,13 @@ async def test_org_create_update_and_move_are_recorded(
             {"name": {"from": "Seoul", "to": "Seoul Gangnam"}},
         ),
         (actor, "org.update", "KR-SEOUL", "KR-SEOUL", {"kind": {"from": "team", "to": "hub"}}),
-        (actor, "org.move", "KR-SEOUL", "KR-SEOUL", {"from": "KR", "to": "US"}),
+        (
+            actor,
+            "org.move",
+            "KR-SEOUL",
+            "KR-SEOUL",
+            {"from": "KR", "to": "US", "effective": today()},
+        ),
     ]
 
     # Changes that change nothing, and refused changes, leave no event.
@@ -105,7 +116,13 @@ async def test_org_create_update_and_move_are_recorded(
     r = await client.patch("/v1/orgs/KR-SEOUL", json={"parent": None}, headers=admin)
     assert r.status_code == 200, r.text
     assert brief(await events_after(connection, start)) == [
-        (actor, "org.move", "KR-SEOUL", "KR-SEOUL", {"from": "US", "to": None}),
+        (
+            actor,
+            "org.move",
+            "KR-SEOUL",
+            "KR-SEOUL",
+            {"from": "US", "to": None, "effective": today()},
+        ),
     ]
 
 
@@ -417,7 +434,11 @@ async def test_an_org_bound_admin_sees_its_subtree_only(
     assert by_action["org.create", "KR"]["details"]["parent"] is None  # HQ lies above the key
     assert by_action["org.create", "KR-DELIVERY-SEOUL"]["details"]["parent"] == "KR"
     assert by_action["org.create", "US-SERVICE"]["details"]["parent"] is None
-    assert by_action["org.move", "US-SERVICE"]["details"] == {"from": None, "to": "KR"}
+    assert by_action["org.move", "US-SERVICE"]["details"] == {
+        "from": None,
+        "to": "KR",
+        "effective": today(),
+    }
     # A key outside the subtree does not exist for this key: its id is not shown.
     unbound_id = admin["Authorization"].split("_")[1]
     assert by_action["org.move", "US-SERVICE"]["actor"] == "key"
@@ -431,7 +452,11 @@ async def test_an_org_bound_admin_sees_its_subtree_only(
 
     everything = await read_all(client, admin)
     unbound_view = {(e["action"], e["target"]): e for e in everything}
-    assert unbound_view["org.move", "US-SERVICE"]["details"] == {"from": "US", "to": "KR"}
+    assert unbound_view["org.move", "US-SERVICE"]["details"] == {
+        "from": "US",
+        "to": "KR",
+        "effective": today(),
+    }
     assert unbound_view["org.move", "US-SERVICE"]["actor"] == f"key:{unbound_id}"
     assert ("target.set", "US") in unbound_view
     assert "survey.create" in {e["action"] for e in everything}

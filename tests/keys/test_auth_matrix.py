@@ -139,6 +139,35 @@ MATRIX: tuple[Row, ...] = (
     ),
     row("GET", ORG, ANY, "/v1/orgs/{org}", names=PATH),
     row("GET", ORG + "/subtree", ANY, "/v1/orgs/{org}/subtree", names=PATH),
+    row("GET", ORG, ANY, "/v1/orgs/{org}?as_of=1990-06-01", names=PATH, variant="as_of"),
+    row(
+        "GET",
+        ORG + "/subtree",
+        ANY,
+        "/v1/orgs/{org}/subtree?as_of=1990-06-01",
+        names=PATH,
+        variant="as_of",
+    ),
+    row(
+        "GET",
+        "/v1/orgs",
+        ANY,
+        "/v1/orgs?parent={org}&as_of=1990-06-01",
+        names=QUERY,
+        variant="parent as_of",
+    ),
+    row("GET", ORG + "/history", ANY, "/v1/orgs/{org}/history", names=PATH),
+    # A bound key may not remove placements of its own bound org (403, like moving it).
+    row(
+        "DELETE",
+        ORG + "/history/{effective}",
+        ORGS_W,
+        "/v1/orgs/{org}/history/1990-01-01",
+        None,
+        204,
+        403,
+        names=PATH,
+    ),
     row("PATCH", ORG, ORGS_W, "/v1/orgs/{org}", {"name": "Renamed"}, names=PATH),
     row(
         "PATCH",
@@ -149,6 +178,16 @@ MATRIX: tuple[Row, ...] = (
         names=BODY,
         fixed_org="KR-DELIVERY-BUSAN",
         variant="parent",
+    ),
+    row(
+        "PATCH",
+        ORG,
+        ORGS_W,
+        "/v1/orgs/KR-DELIVERY-BUSAN",
+        {"parent": "{org}", "effective": "2026-01-01"},
+        names=BODY,
+        fixed_org="KR-DELIVERY-BUSAN",
+        variant="dated move",
     ),
     row("GET", "/v1/surveys", SURVEYS_R),
     row("POST", "/v1/surveys", SURVEYS_W, None, survey_body(code="other-csat"), 201),
@@ -429,6 +468,15 @@ async def seed(world: World) -> None:
     for code in CODES:
         r = await client.put(f"/v1/orgs/{code}/targets/2026", json={"csi": 70}, headers=admin)
         assert r.status_code == 200, r.text
+    # A past with other placements: in 1990 every org was a root.
+    for effective, parents in (("1990-01-01", dict.fromkeys(CODES)), ("1991-01-01", TREE)):
+        for code in CODES[1:]:
+            r = await client.patch(
+                f"/v1/orgs/{code}",
+                json={"parent": parents[code], "effective": effective},
+                headers=admin,
+            )
+            assert r.status_code == 200, r.text
     for code, weight in (("HQ", 2), ("US", 3)):
         r = await client.put(
             f"/v1/orgs/{code}/stage-weights", json={"delivery": weight}, headers=admin
@@ -480,6 +528,7 @@ _SNAPSHOT = text(
         f"(SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t)"
         for table in (
             "orgs",
+            "org_placements",
             "surveys",
             "survey_versions",
             "responses",
