@@ -321,9 +321,50 @@ async def test_org_bound_keys_read_other_trees_of_their_subtree_only(
     assert r.status_code == 200, r.text
     r = await _move(client, writer, "KR-DELIVERY-BUSAN", "US", "2026-01-01")
     assert r.status_code == 422, r.text
+    r = await client.delete("/v1/orgs/KR/history/2026-01-01", headers=writer)
+    assert r.status_code == 403, r.text  # its own bound org: that would reach outside
     # KR's parent lies above the key's subtree: it is not named.
     assert await _history(client, writer, "KR") == [{"effective": None, "parent": None}]
     assert await _history(client, writer, "KR-DELIVERY-BUSAN") == [
         {"effective": None, "parent": "KR"},
         {"effective": "2026-01-01", "parent": "KR-DELIVERY-SEOUL"},
     ]
+
+
+async def test_a_read_planned_on_a_tree_that_moved_meanwhile_is_planned_again(
+    app: Any, client: httpx.AsyncClient, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.db import driver_connection
+    from app.indices import store
+    from app.orgs import tree
+
+    await _tree(client, admin)
+    items = [
+        response_body(external_id=f"s{i}", org="KR-DELIVERY-SEOUL", answers={"overall": 4})
+        for i in range(5)
+    ]
+    assert (await client.post("/v1/responses/batch", json={"items": items}, headers=admin)).json()[
+        "counts"
+    ]["created"] == 5
+    async with app.state.sessionmaker() as session, session.begin():
+        while await store.fold(await driver_connection(session)) > 0:
+            pass
+        before = await tree.load(session)
+    assert (
+        await client.patch("/v1/orgs/KR-DELIVERY-SEOUL", json={"parent": "US"}, headers=admin)
+    ).status_code == 200
+    # The read plans on the tree from before the move (as a process that had it cached would):
+    # the sums come with the version they were read under, and it plans again.
+    real = tree.load
+    calls: list[int] = []
+
+    async def stale_first(session: Any) -> tree.TreeView:
+        calls.append(1)
+        return before if len(calls) == 1 else await real(session)
+
+    monkeypatch.setattr(tree, "load", stale_first)
+    r = await client.get(
+        "/v1/orgs/US/index", params={"period": "2026-11", "min_n": 5}, headers=admin
+    )
+    assert r.json()["n"] == 5
+    assert len(calls) == 2
