@@ -105,6 +105,8 @@ async def _base_scope(
         filters=Filters(stages=stage_list, channels=channels, customer_types=types),
         include_descendants=include_descendants,
         min_n=min_n if min_n is not None else settings.min_n_default,
+        tree=service.CURRENT,
+        today=clock.today(settings.zone),
     )
 
 
@@ -114,7 +116,6 @@ _CHILD_TREE = f"current|{DATE_PATTERN[1:-1]}"
 
 async def index_scope(
     base: Annotated[service.Scope, Depends(_base_scope)],
-    settings: SettingsDep,
     tree: Annotated[
         str | None,
         Query(
@@ -125,12 +126,11 @@ async def index_scope(
     ] = None,
 ) -> service.Scope:
     """The shared scope, in the tree the request chose."""
-    return replace(base, tree=service.parse_tree(tree), today=clock.today(settings.zone))
+    return replace(base, tree=service.parse_tree(tree))
 
 
 async def children_scope(
     base: Annotated[service.Scope, Depends(_base_scope)],
-    settings: SettingsDep,
     tree: Annotated[
         str | None,
         Query(
@@ -140,9 +140,7 @@ async def children_scope(
     ] = None,
 ) -> service.Scope:
     """The shared scope for rankings: one tree for every child (history is refused)."""
-    return replace(
-        base, tree=service.parse_tree(tree, history=False), today=clock.today(settings.zone)
-    )
+    return replace(base, tree=service.parse_tree(tree, history=False))
 
 
 ScopeDep = Annotated[service.Scope, Depends(index_scope)]

@@ -74,8 +74,8 @@ class Scope:
     filters: store.Filters
     include_descendants: bool
     min_n: int
-    tree: TreeChoice = CURRENT
-    today: date = date.min
+    tree: TreeChoice
+    today: date  # in the reporting zone: the day of the current tree
 
 
 def parse_tree(value: str | None, *, history: bool = True) -> TreeChoice:
