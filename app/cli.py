@@ -276,6 +276,13 @@ def keys_create(
     scope: Annotated[list[Scope], typer.Option(help="A scope; repeat for several.")],
     org: Annotated[str | None, typer.Option(help="Bind the key to this org's subtree.")] = None,
     source: Annotated[str | None, typer.Option(help="Bind the key to this source.")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Its own rate limit, requests a second (default: the service's)."),
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(help="Its own burst (default: twice --rate).")
+    ] = None,
 ) -> None:
     """Create a key and print it (only the key) on stdout."""
     from pydantic import ValidationError
@@ -284,14 +291,22 @@ def keys_create(
     from app.keys.service import create_key
 
     try:
-        body = KeyCreate(name=name, scopes=list(scope), org=org, source=source)
+        body = KeyCreate(
+            name=name, scopes=list(scope), org=org, source=source, rate=rate, burst=burst
+        )
     except ValidationError as exc:
         problems = "; ".join(f"--{err['loc'][0]}: {err['msg']}" for err in exc.errors())
         raise _fail(problems, 2) from exc
 
     async def action(session: AsyncSession) -> str:
         issued = await create_key(
-            session, name=body.name, scopes=body.scopes, org_code=body.org, source=body.source
+            session,
+            name=body.name,
+            scopes=body.scopes,
+            org_code=body.org,
+            source=body.source,
+            rate=body.rate,
+            burst=body.burst,
         )
         return issued.secret_key
 
@@ -300,7 +315,7 @@ def keys_create(
 
 @keys_cli.command("list")
 def keys_list() -> None:
-    """List keys: id, name, scopes, org, source, created, revoked."""
+    """List keys: id, name, scopes, org, source, created, revoked, rate (its own limit)."""
     from app.keys.service import list_keys
 
     async def action(session: AsyncSession) -> list[list[str]]:
@@ -313,12 +328,13 @@ def keys_list() -> None:
                 key.source or "-",
                 key.created_at.isoformat(timespec="seconds"),
                 key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-",
+                f"{key.rate:g}/s,burst={key.burst}" if key.rate is not None else "-",
             ]
             for key, org in await list_keys(session)
         ]
 
     rows = _with_session(_settings(), action)
-    header = ["id", "name", "scopes", "org", "source", "created", "revoked"]
+    header = ["id", "name", "scopes", "org", "source", "created", "revoked", "rate"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

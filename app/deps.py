@@ -42,7 +42,7 @@ async def current_principal(
     request.state.principal = principal
     if not getattr(request.state, "rate_checked", False):  # the idempotency layer may have
         limiter: Limiter = request.app.state.limiter
-        await limiter.check(principal.key_id)
+        await limiter.check(principal.key_id, principal.limit)
     return principal
 
 

@@ -6,6 +6,10 @@ have one. With `CX_REDIS_URL` every worker process shares the buckets (one atomi
 request, Redis's own clock), so the limit is exact across processes. Without it each process
 keeps its own buckets: with W workers a key may get up to W times the rate (see
 docs/reliability.md). No database write happens on any path.
+
+A key may carry its own `rate` and `burst` (`cx-survey keys create --rate N --burst M`): a
+touchpoint posting bursts gets a bigger bucket than an interactive client. Keys without them
+use the settings.
 """
 
 from __future__ import annotations
@@ -50,8 +54,22 @@ def retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A key's own limit; a part it leaves None is the limiter's default."""
+
+    rate: float | None
+    burst: int | None
+
+    def over(self, rate: float, burst: int) -> tuple[float, int]:
+        return (
+            self.rate if self.rate is not None else rate,
+            self.burst if self.burst is not None else burst,
+        )
+
+
 class Limiter(Protocol):
-    async def check(self, key_id: str) -> None: ...
+    async def check(self, key_id: str, own: Limit | None = None) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -59,7 +77,7 @@ class Limiter(Protocol):
 class Unlimited:
     """CX_RATE_LIMIT_PER_SECOND=0: every request passes."""
 
-    async def check(self, key_id: str) -> None:
+    async def check(self, key_id: str, own: Limit | None = None) -> None:
         return None
 
     async def close(self) -> None:
@@ -75,25 +93,26 @@ class LocalLimiter:
         self.rate = rate
         self.burst = burst
         self.clock = clock
-        self.buckets: dict[str, tuple[float, float]] = {}
+        # key id -> (tokens, stamp, seconds to refill the bucket from empty)
+        self.buckets: dict[str, tuple[float, float, float]] = {}
 
-    def decide(self, key_id: str) -> Decision:
+    def decide(self, key_id: str, own: Limit | None = None) -> Decision:
+        rate, burst = own.over(self.rate, self.burst) if own else (self.rate, self.burst)
         now = self.clock()
-        tokens, stamp = self.buckets.get(key_id, (float(self.burst), now))
-        decision = spend(tokens, now - stamp, rate=self.rate, burst=self.burst)
+        tokens, stamp, _ = self.buckets.get(key_id, (float(burst), now, 0.0))
+        decision = spend(tokens, now - stamp, rate=rate, burst=burst)
         if key_id not in self.buckets and len(self.buckets) >= _MAX_BUCKETS:
             self._forget_full(now)
-        self.buckets[key_id] = (decision.tokens, now)
+        self.buckets[key_id] = (decision.tokens, now, burst / rate)
         return decision
 
     def _forget_full(self, now: float) -> None:
-        refill = self.burst / self.rate
-        for key_id, (_, stamp) in list(self.buckets.items()):
+        for key_id, (_, stamp, refill) in list(self.buckets.items()):
             if now - stamp >= refill:
                 del self.buckets[key_id]
 
-    async def check(self, key_id: str) -> None:
-        refuse(self.decide(key_id))
+    async def check(self, key_id: str, own: Limit | None = None) -> None:
+        refuse(self.decide(key_id, own))
 
     async def close(self) -> None:
         return None
@@ -137,12 +156,13 @@ class RedisLimiter:
         self.fallback = LocalLimiter(rate=rate, burst=burst)
         self.down_until = 0.0
 
-    async def decide(self, key_id: str) -> Decision:
+    async def decide(self, key_id: str, own: Limit | None = None) -> Decision:
         if time.monotonic() < self.down_until:
-            return self.fallback.decide(key_id)
+            return self.fallback.decide(key_id, own)
+        rate, burst = own.over(self.rate, self.burst) if own else (self.rate, self.burst)
         try:
             allowed, tokens, wait = await self.script(
-                keys=[self.prefix + key_id], args=[self.rate, self.burst]
+                keys=[self.prefix + key_id], args=[rate, burst]
             )
         except Exception as exc:  # any Redis failure: limit locally rather than fail requests
             logger.warning(
@@ -151,11 +171,11 @@ class RedisLimiter:
                 type(exc).__name__,
             )
             self.down_until = time.monotonic() + _REDIS_BACKOFF_SECONDS
-            return self.fallback.decide(key_id)
+            return self.fallback.decide(key_id, own)
         return Decision(bool(int(allowed)), float(tokens), float(wait))
 
-    async def check(self, key_id: str) -> None:
-        refuse(await self.decide(key_id))
+    async def check(self, key_id: str, own: Limit | None = None) -> None:
+        refuse(await self.decide(key_id, own))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -99,7 +99,7 @@ async def test_create_list_revoke(db: str, env: dict[str, str], tmp_path: Path) 
         assert_problem(await client.get("/v1/responses", headers=bearer(key)), 403, "forbidden")
 
     listed = _table(await cx_survey("keys", "list", env=env, cwd=tmp_path))
-    assert listed[0] == ["id", "name", "scopes", "org", "source", "created", "revoked"]
+    assert listed[0] == ["id", "name", "scopes", "org", "source", "created", "revoked", "rate"]
     assert len(listed) == 2
     assert listed[1][:5] == [key_id, "ops", "orgs:write,surveys:read", "-", "-"]
     assert listed[1][6] == "-"
@@ -151,6 +151,8 @@ async def test_bound_key_is_listed_with_its_org_and_source(
             "KR",
             "--source",
             "web-shop",
+            "--rate",
+            "500",
             env=env,
             cwd=tmp_path,
         )
@@ -158,7 +160,11 @@ async def test_bound_key_is_listed_with_its_org_and_source(
     run = await cx_survey("keys", "list", env=env, cwd=tmp_path)
     assert run.code == 0, run.stderr
     [line] = [line for line in run.stdout.splitlines() if line.startswith(shop_id)]
-    assert re.match(rf"^{shop_id}\s+web shop\s+responses:write\s+KR\s+web-shop\s+\S+\s+-$", line)
+    # Its own rate limit: 500 a second, a burst of twice that.
+    assert re.match(
+        rf"^{shop_id}\s+web shop\s+responses:write\s+KR\s+web-shop\s+\S+\s+-\s+500/s,burst=1000$",
+        line,
+    )
 
     async with api(db) as client:  # the binding holds: KR's subtree only
         r = await client.get("/v1/orgs", headers=bearer(shop))
@@ -255,7 +261,9 @@ async def test_invalid_configuration_is_refused(
 async def test_commands_migrate_an_empty_database_first(server_url: str, tmp_path: Path) -> None:
     async with scratch_database(server_url) as url:
         run = await cx_survey("keys", "list", env=cli_env(url), cwd=tmp_path)
-        assert _table(run) == [["id", "name", "scopes", "org", "source", "created", "revoked"]]
+        assert _table(run) == [
+            ["id", "name", "scopes", "org", "source", "created", "revoked", "rate"]
+        ]
         conn = await asyncpg.connect(_plain(url))
         try:
             assert await conn.fetchval("SELECT count(*) FROM alembic_version") == 1

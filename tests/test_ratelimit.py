@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.config import Settings
-from app.ratelimit import LocalLimiter, RedisLimiter, Unlimited, build_limiter, retry_after, spend
+from app.ratelimit import (
+    Limit,
+    LocalLimiter,
+    RedisLimiter,
+    Unlimited,
+    build_limiter,
+    retry_after,
+    spend,
+)
 from tests.conftest import KeyFactory, bearer
 
 PROBLEM = "application/problem+json"
@@ -156,3 +164,44 @@ async def test_redis_out_of_reach_falls_back_to_local_buckets() -> None:
     finally:
         await limiter.close()
     assert outcomes == [True, True, False]
+
+
+async def test_a_key_with_its_own_rate_gets_its_own_bucket(
+    app: Any, client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    app.state.limiter = LocalLimiter(rate=0.5, burst=2, clock=Clock())  # a frozen clock
+    r = await client.post(
+        "/v1/keys", json={"name": "shop", "scopes": ["admin"], "rate": 1000}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["rate"], r.json()["burst"]) == (1000.0, 2000)  # burst: twice the rate
+    shop = bearer(r.json()["key"])
+    r = await client.post(
+        "/v1/keys",
+        json={"name": "tight", "scopes": ["admin"], "rate": 1, "burst": 1},
+        headers=admin,
+    )
+    tight = bearer(r.json()["key"])
+    # The touchpoint posts a burst far over the service's default of 2 ...
+    statuses = {(await client.get("/v1/stages", headers=shop)).status_code for _ in range(50)}
+    assert statuses == {200}
+    # ... a key with a smaller bucket of its own is held to it, and one without to the default.
+    assert (await client.get("/v1/stages", headers=tight)).status_code == 200
+    refused = await client.get("/v1/stages", headers=tight)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1"
+    listed = {k["name"]: k for k in (await client.get("/v1/keys", headers=shop)).json()["items"]}
+    assert (listed["tight"]["rate"], listed["tight"]["burst"]) == (1.0, 1)
+    assert (listed["test"]["rate"], listed["test"]["burst"]) == (None, None)
+
+
+async def test_redis_buckets_take_the_key_s_own_limit(redis_client: Any) -> None:
+    limiter = RedisLimiter(redis_client, rate=0.01, burst=1, prefix=f"cx:test:{uuid.uuid4()}:")
+    own = Limit(rate=0.01, burst=3)
+    outcomes = [(await limiter.decide("k", own)).allowed for _ in range(4)]
+    assert outcomes == [True, True, True, False]
+    assert [(await limiter.decide("d")).allowed for _ in range(2)] == [True, False]
+    # A burst of its own alone keeps the limiter's rate.
+    local = LocalLimiter(rate=0.01, burst=1, clock=Clock())
+    assert [local.decide("b", Limit(None, 2)).allowed for _ in range(3)] == [True, True, False]
+    assert local.decide("b", Limit(None, 2)).wait == pytest.approx(100.0)

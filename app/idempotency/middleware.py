@@ -86,7 +86,7 @@ class Idempotency(HttpMiddleware):
             async with state.sessionmaker() as session, session.begin():
                 principal = await authenticate(session, raw_key=raw_key)
                 key = _idempotency_key(values, path)  # after authentication: 401 comes first
-                await state.limiter.check(principal.key_id)
+                await state.limiter.check(principal.key_id, principal.limit)
                 request = Claim(
                     principal.key_id,
                     key,

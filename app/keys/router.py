@@ -20,6 +20,8 @@ def render(key: ApiKey, org_code: str | None) -> KeyOut:
         scopes=sorted(Scope(s) for s in key.scopes),
         org=org_code,
         source=key.source,
+        rate=key.rate,
+        burst=key.burst,
         created_at=key.created_at,
         revoked_at=key.revoked_at,
     )
@@ -35,6 +37,8 @@ async def create_key(body: KeyCreate, session: SessionDep, admin: Admin) -> Issu
         org_code=body.org,
         source=body.source,
         creator=admin,
+        rate=body.rate,
+        burst=body.burst,
     )
     return IssuedKeyOut(**render(issued.key, issued.org_code).model_dump(), key=issued.secret_key)
 

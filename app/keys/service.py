@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from app.errors import NotFound, Unauthenticated, ValidationFailed
 from app.keys.models import ApiKey
 from app.keys.scopes import Scope
 from app.orgs.models import Org
+from app.ratelimit import Limit
 
 KEY_PATTERN = re.compile(r"^cx_([a-z0-9]{1,32})_([A-Za-z0-9_-]{16,128})$")
 _DUMMY_HASH = hashlib.sha256(b"cx-survey: no such key").digest()
@@ -32,6 +34,15 @@ class Principal:
     org_id: int | None = None
     org_code: str | None = None
     source: str | None = None
+    rate: float | None = None  # its own rate limit (None: the service's)
+    burst: int | None = None
+
+    @property
+    def limit(self) -> Limit | None:
+        """Its own rate limit, if it has one."""
+        if self.rate is None and self.burst is None:
+            return None
+        return Limit(self.rate, self.burst)
 
     def has(self, scope: Scope) -> bool:
         return Scope.admin in self.scopes or scope in self.scopes
@@ -62,6 +73,8 @@ _KEY_LOOKUP = (
         ApiKey.scopes,
         ApiKey.org_id,
         ApiKey.source,
+        ApiKey.rate,
+        ApiKey.burst,
         Org.code,
     )
     .outerjoin(Org, Org.id == ApiKey.org_id)
@@ -89,7 +102,16 @@ async def authenticate(session: AsyncSession, *, raw_key: str) -> Principal:
         org_id=row.org_id,
         org_code=row.code,
         source=row.source,
+        rate=row.rate,
+        burst=row.burst,
     )
+
+
+def key_burst(rate: float | None, burst: int | None) -> int | None:
+    """The bucket size stored for a key: as given, or twice its own rate when only that is."""
+    if burst is None and rate is not None:
+        return max(1, math.ceil(2 * rate))
+    return burst
 
 
 async def create_key(
@@ -100,6 +122,8 @@ async def create_key(
     org_code: str | None = None,
     source: str | None = None,
     creator: Principal | None = None,
+    rate: float | None = None,
+    burst: int | None = None,
 ) -> IssuedKey:
     """Issue a key; the whole secret is returned once and only its hash is kept."""
     if not scopes:
@@ -121,6 +145,8 @@ async def create_key(
         scopes=sorted({s.value for s in scopes}),
         org_id=org_id,
         source=source,
+        rate=rate,
+        burst=key_burst(rate, burst),
     )
     session.add(key)
     await session.flush()
@@ -131,7 +157,14 @@ async def create_key(
         action=audit.Action.key_create,
         target=key_id,
         org_id=org_id,
-        details={"name": name, "scopes": key.scopes, "org": org_code, "source": source},
+        details={
+            "name": name,
+            "scopes": key.scopes,
+            "org": org_code,
+            "source": source,
+            "rate": key.rate,
+            "burst": key.burst,
+        },
     )
     return IssuedKey(key=key, org_code=org_code, secret_key=f"cx_{key_id}_{secret}")
 

@@ -171,6 +171,11 @@ async def test_revoke_unknown_id_is_404(client: httpx.AsyncClient, admin: dict[s
         ({"name": "x", "scopes": ["admin"], "org": "NOPE"}, ["body", "org"]),
         ({"name": "x", "scopes": ["admin"], "org": "bad code!"}, ["body", "org"]),
         ({"name": "x", "scopes": ["admin"], "extra": 1}, ["body", "extra"]),
+        ({"name": "x", "scopes": ["admin"], "rate": 0}, ["body", "rate"]),
+        ({"name": "x", "scopes": ["admin"], "rate": -5}, ["body", "rate"]),
+        ({"name": "x", "scopes": ["admin"], "rate": "100"}, ["body", "rate"]),
+        ({"name": "x", "scopes": ["admin"], "burst": 0}, ["body", "burst"]),
+        ({"name": "x", "scopes": ["admin"], "burst": 1.5}, ["body", "burst"]),
     ],
 )
 async def test_invalid_key_bodies_are_422_and_create_nothing(
