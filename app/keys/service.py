@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -151,20 +152,21 @@ async def create_key(
     session.add(key)
     await session.flush()
     await session.refresh(key)
+    details: dict[str, Any] = {
+        "name": name,
+        "scopes": key.scopes,
+        "org": org_code,
+        "source": source,
+    }
+    if key.rate is not None or key.burst is not None:  # a limit of its own
+        details.update(rate=key.rate, burst=key.burst)
     await audit.record(
         session,
         actor=audit.actor_of(creator),
         action=audit.Action.key_create,
         target=key_id,
         org_id=org_id,
-        details={
-            "name": name,
-            "scopes": key.scopes,
-            "org": org_code,
-            "source": source,
-            "rate": key.rate,
-            "burst": key.burst,
-        },
+        details=details,
     )
     return IssuedKey(key=key, org_code=org_code, secret_key=f"cx_{key_id}_{secret}")
 
