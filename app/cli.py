@@ -15,11 +15,11 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.config import Settings, get_settings
-from app.db import create_engine, create_sessionmaker
-from app.errors import AppError
-from app.importing import FileFormat, ImportFileError, Rejects, detect_format
 from app.keys.scopes import Scope
+from app.platform.config import Settings, get_settings
+from app.platform.db import create_engine, create_sessionmaker
+from app.platform.errors import AppError
+from app.platform.importing import FileFormat, ImportFileError, Rejects, detect_format
 
 if TYPE_CHECKING:
     from app.orgs.importer import OrgImportSummary
@@ -56,7 +56,7 @@ def prepare_database(settings: Settings) -> str:
     """Resolve the database (CX_DATABASE_URL or the embedded server) and migrate it to head."""
     from sqlalchemy.exc import DBAPIError
 
-    from app.migrate import resolve_database_url, upgrade
+    from app.platform.migrate import resolve_database_url, upgrade
 
     url = resolve_database_url(settings)
     try:
@@ -69,7 +69,7 @@ def prepare_database(settings: Settings) -> str:
 
 def check_zone(settings: Settings, url: str) -> None:
     """Record the reporting zone on first use; exit 2 when the database was built for another."""
-    from app.meta import TimezoneMismatch, check_reporting_timezone
+    from app.platform.meta import TimezoneMismatch, check_reporting_timezone
 
     async def check() -> None:
         engine = create_engine(settings, url, pool_size=1, max_overflow=0)
@@ -129,7 +129,7 @@ def serve(
 
     import uvicorn
 
-    from app.logs import logging_config
+    from app.platform.logs import logging_config
 
     url = prepare_database(settings)
     # uvicorn would catch a mismatch in the lifespan and print a traceback; refuse cleanly here.
@@ -148,7 +148,7 @@ def serve(
         http="httptools",
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level),
-        access_log=False,  # app.logs.RequestContext writes the access line, without raw paths
+        access_log=False,  # platform.logs.RequestContext writes the access line, without raw paths
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
@@ -193,7 +193,7 @@ def rebuild(
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from app.meta import set_reporting_timezone
+    from app.platform.meta import set_reporting_timezone
 
     try:
         ZoneInfo(reporting_timezone)
@@ -201,8 +201,8 @@ def rebuild(
         raise _fail(f"unknown time zone {reporting_timezone!r}", 2) from exc
 
     async def action(session: AsyncSession) -> None:
-        from app.db import driver_connection
         from app.indices import store
+        from app.platform.db import driver_connection
 
         await store.rebuild(await driver_connection(session), zone=reporting_timezone)
         await set_reporting_timezone(await session.connection(), reporting_timezone)

@@ -12,22 +12,22 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app import health, metrics
 from app.audit.router import router as audit_router
-from app.config import Settings, get_settings
-from app.db import create_engine, create_sessionmaker
-from app.errors import register_error_handlers
 from app.idempotency import service as idempotency
 from app.idempotency.middleware import Idempotency
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
 from app.keys.router import router as keys_router
-from app.logs import RequestContext, install_request_ids
-from app.meta import check_reporting_timezone
-from app.middleware import BodyLimit, JsonOnly
-from app.openapi import complete
 from app.orgs.router import router as orgs_router
-from app.ratelimit import build_limiter
+from app.platform import health, metrics
+from app.platform.config import Settings, get_settings
+from app.platform.db import create_engine, create_sessionmaker
+from app.platform.errors import register_error_handlers
+from app.platform.logs import RequestContext, install_request_ids
+from app.platform.meta import check_reporting_timezone
+from app.platform.middleware import BodyLimit, JsonOnly
+from app.platform.openapi import complete
+from app.platform.ratelimit import build_limiter
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         if own_engine:
-            from app.migrate import resolve_database_url
+            from app.platform.migrate import resolve_database_url
 
             url = await asyncio.to_thread(resolve_database_url, settings)
             app.state.engine = create_engine(settings, url)

@@ -4,8 +4,8 @@ from app.audit.models import AuditEvent
 from app.idempotency.models import IdempotencyRecord
 from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
 from app.keys.models import ApiKey
-from app.meta import Meta
 from app.orgs.models import Org, OrgPlacement, TreeState
+from app.platform.meta import Meta
 from app.responses.models import Response, Tombstone
 from app.surveys.models import Survey, SurveyVersion
 

@@ -14,9 +14,9 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from app.config import Settings
 from app.keys.scopes import Scope
 from app.keys.service import Principal
+from app.platform.config import Settings
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_PRINCIPAL = Principal(key_id="bench", name="bench", scopes=frozenset({Scope.admin}))
@@ -44,7 +44,7 @@ def server_url() -> str:
         return LOCAL_SERVER
     from pathlib import Path
 
-    from app.embedded import start_embedded
+    from app.platform.embedded import start_embedded
 
     return plain(start_embedded(Path(".cx-data"), database="postgres"))
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from app.db import create_engine, create_sessionmaker, driver_connection
 from app.indices import worker
+from app.platform.db import create_engine, create_sessionmaker, driver_connection
 from app.responses.service import post_batch
 from bench.common import (
     BENCH_PRINCIPAL,

@@ -18,11 +18,11 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from app.db import create_engine, create_sessionmaker, driver_connection
 from app.indices import store, worker
-from app.migrate import upgrade
 from app.orgs.schemas import OrgCreate
 from app.orgs.service import create_org
+from app.platform.db import create_engine, create_sessionmaker, driver_connection
+from app.platform.migrate import upgrade
 from app.responses.service import post_batch
 from app.surveys.schemas import SurveyIn
 from app.surveys.service import create_survey

@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app.limits import MAX_BODY_BYTES
+from app.platform.limits import MAX_BODY_BYTES
 from bench.common import (
     create_key,
     database_url,

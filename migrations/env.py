@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on a connection handed in by app.migrate, or on its own."""
+"""Alembic environment: runs migrations on a connection handed in by app.platform.migrate, or on its own."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models  # noqa: F401  (registers every table on the metadata)
-from app.db import Base
+from app.platform.db import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -61,8 +61,8 @@ def run_migrations_online() -> None:
         return
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from app.config import get_settings
-        from app.migrate import resolve_database_url
+        from app.platform.config import get_settings
+        from app.platform.migrate import resolve_database_url
 
         url = resolve_database_url(get_settings())
     asyncio.run(_run_async(url))

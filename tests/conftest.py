@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from app.config import Environment, Settings
-from app.db import create_engine
 from app.keys.scopes import Scope
 from app.keys.service import create_key
 from app.main import create_app
-from app.migrate import upgrade
+from app.platform.config import Environment, Settings
+from app.platform.db import create_engine
+from app.platform.migrate import upgrade
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_PSEUDONYM_KEY = "test-pseudonym-key-0123456789abcdef0123456789"
@@ -51,7 +51,7 @@ def _server_url() -> str:
         return configured
     if asyncio.run(_answers(LOCAL_SERVER)):
         return LOCAL_SERVER
-    from app.embedded import start_embedded
+    from app.platform.embedded import start_embedded
 
     data_dir = Path(tempfile.mkdtemp(prefix="cx-test-pg-"))
     return start_embedded(data_dir, database="postgres")

@@ -253,9 +253,9 @@ async def served(
 @asynccontextmanager
 async def api(url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The API on `url`, in process (its own engine, disposed afterwards)."""
-    from app.config import Environment, Settings
-    from app.db import create_engine
     from app.main import create_app
+    from app.platform.config import Environment, Settings
+    from app.platform.db import create_engine
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

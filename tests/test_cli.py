@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.migrate import upgrade
+from app.platform.migrate import upgrade
 from tests.conftest import _plain, bearer
 from tests.scratch import CLI, Run, api, cli_env, cx_survey, free_port, scratch_database
 

@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Environment, Settings
-from app.db import create_engine, create_sessionmaker
 from app.keys.scopes import Scope
 from app.keys.service import create_key
 from app.main import create_app
-from app.migrate import upgrade
+from app.platform.config import Environment, Settings
+from app.platform.db import create_engine, create_sessionmaker
+from app.platform.migrate import upgrade
 from tests.conftest import TEST_PSEUDONYM_KEY, bearer
 from tests.factories import response_body, standard_setup
 from tests.scratch import (

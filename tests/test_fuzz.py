@@ -20,8 +20,8 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Environment, Settings
 from app.main import create_app
+from app.platform.config import Environment, Settings
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.factories import STANDARD_TREE, response_body, standard_setup
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db import create_sessionmaker
 from app.idempotency import service as idempotency
 from app.idempotency.service import (
     HEADER_PATTERN,
@@ -25,6 +24,7 @@ from app.idempotency.service import (
     fingerprint,
     parse_key,
 )
+from app.platform.db import create_sessionmaker
 from app.responses import service as responses_service
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup

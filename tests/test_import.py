@@ -14,7 +14,7 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
+from app.platform.config import Settings
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.factories import response_body, standard_setup
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 
 from app.audit import service
 from app.audit.schemas import AuditEventOut
-from app.deps import Admin, Pagination, SessionDep
-from app.errors import ValidationFailed
-from app.pagination import Page, encode_cursor
-from app.schemas import Instant
+from app.platform.deps import Admin, Pagination, SessionDep
+from app.platform.errors import ValidationFailed
+from app.platform.pagination import Page, encode_cursor
+from app.platform.schemas import Instant
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.schemas import OutputModel
+from app.platform.schemas import OutputModel
 
 
 class AuditEventOut(OutputModel):

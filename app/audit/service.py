@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.models import AuditEvent
 from app.audit.schemas import AuditEventOut
 from app.keys.models import ApiKey
-from app.logs import request_id
 from app.orgs.models import Org
-from app.pagination import PageParams, after_instant_and_id
+from app.platform.logs import request_id
+from app.platform.pagination import PageParams, after_instant_and_id
 
 if TYPE_CHECKING:  # keys.service records its own events: import it only for types
     from app.keys.service import Principal

@@ -14,13 +14,13 @@ import logging
 from starlette.datastructures import State
 from starlette.types import Message, Receive, Scope, Send
 
-from app.errors import AppError, Unauthenticated, render, unexpected
 from app.idempotency import service
 from app.idempotency.service import Claim, InvalidIdempotencyKey, Stored
 from app.keys.service import authenticate
-from app.logs import ANSWERED_ROUTE
-from app.metrics import IDEMPOTENT_REPLAYS
-from app.middleware import HttpMiddleware
+from app.platform.errors import AppError, Unauthenticated, render, unexpected
+from app.platform.logs import ANSWERED_ROUTE
+from app.platform.metrics import IDEMPOTENT_REPLAYS
+from app.platform.middleware import HttpMiddleware
 
 logger = logging.getLogger("cx_survey.idempotency")
 

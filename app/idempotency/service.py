@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import AppError, Conflict, ValidationFailed
+from app.platform.errors import AppError, Conflict, ValidationFailed
 from app.responses.service import parse_id
 
 # Longer than the statement timeout and then some: a claim this old has no request behind it.

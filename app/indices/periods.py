@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
-from app.schemas import DATE_PATTERN
+from app.platform.schemas import DATE_PATTERN
 
 __all__ = ["DATE_PATTERN", "PERIOD_PATTERN", "Granularity", "Window"]
 

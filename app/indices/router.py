@@ -9,9 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app import clock
-from app.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
-from app.errors import ValidationFailed
 from app.indices import service
 from app.indices.periods import DATE_PATTERN, PERIOD_PATTERN, Granularity
 from app.indices.schemas import (
@@ -26,9 +23,12 @@ from app.indices.schemas import (
 )
 from app.indices.store import Filters
 from app.keys.service import Principal
-from app.metrics import INDEX_SECONDS
 from app.orgs.models import Org
 from app.orgs.service import get_visible
+from app.platform import clock
+from app.platform.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
+from app.platform.errors import ValidationFailed
+from app.platform.metrics import INDEX_SECONDS
 from app.responses.models import CustomerType
 from app.stages import Stage
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, RootModel
 
-from app.schemas import InputModel, JsonNumber
+from app.platform.schemas import InputModel, JsonNumber
 from app.stages import Stage
 
 Interval = tuple[float, float]

@@ -14,8 +14,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.db import driver_connection
-from app.errors import NotFound, ValidationFailed
 from app.indices import store
 from app.indices.math import IndexResult, ScaleStats, compare, compute_index
 from app.indices.models import StageWeights, Target
@@ -45,6 +43,8 @@ from app.orgs import tree
 from app.orgs.models import Org
 from app.orgs.service import parse_day
 from app.orgs.timeline import Cover
+from app.platform.db import driver_connection
+from app.platform.errors import NotFound, ValidationFailed
 from app.stages import Stage
 
 Weights = dict[Stage, float]

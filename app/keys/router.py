@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app.deps import Admin, SessionDep
 from app.keys import service
 from app.keys.models import ApiKey
 from app.keys.schemas import IssuedKeyOut, KeyCreate, KeyList, KeyOut
 from app.keys.scopes import Scope
+from app.platform.deps import Admin, SessionDep
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

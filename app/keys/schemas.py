@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.keys.scopes import Scope
-from app.schemas import Code, InputModel, JsonNumber, Name, OutputModel
+from app.platform.schemas import Code, InputModel, JsonNumber, Name, OutputModel
 
 Rate = Annotated[
     float,

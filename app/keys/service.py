@@ -15,11 +15,11 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.errors import NotFound, Unauthenticated, ValidationFailed
 from app.keys.models import ApiKey
 from app.keys.scopes import Scope
 from app.orgs.models import Org
-from app.ratelimit import Limit
+from app.platform.errors import NotFound, Unauthenticated, ValidationFailed
+from app.platform.ratelimit import Limit
 
 KEY_PATTERN = re.compile(r"^cx_([a-z0-9]{1,32})_([A-Za-z0-9_-]{16,128})$")
 _DUMMY_HASH = hashlib.sha256(b"cx-survey: no such key").digest()

@@ -17,14 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.db import create_sessionmaker
-from app.errors import AppError
-from app.importing import ByteCounter, FileFormat, ImportFileError, Rejects, read_records
 from app.keys.scopes import Scope
 from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.schemas import OrgCreate
 from app.orgs.service import create_org
+from app.platform.db import create_sessionmaker
+from app.platform.errors import AppError
+from app.platform.importing import ByteCounter, FileFormat, ImportFileError, Rejects, read_records
 
 COLUMNS = ("code", "name", "parent", "kind")
 REQUIRED = ("code", "name")

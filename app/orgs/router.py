@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app import clock
-from app.deps import OrgsWriter, Pagination, PrincipalDep, SessionDep, SettingsDep
 from app.orgs import service
 from app.orgs.schemas import HistoryOut, OrgCreate, OrgNode, OrgOut, OrgPatch
-from app.pagination import Page, encode_cursor
-from app.schemas import CODE_PATTERN, DATE_PATTERN
+from app.platform import clock
+from app.platform.deps import OrgsWriter, Pagination, PrincipalDep, SessionDep, SettingsDep
+from app.platform.pagination import Page, encode_cursor
+from app.platform.schemas import CODE_PATTERN, DATE_PATTERN
 
 router = APIRouter(prefix="/v1/orgs", tags=["orgs"])
 

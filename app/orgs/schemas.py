@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
-from app.schemas import DATE_PATTERN, Code, InputModel, Name, OutputModel, ShortText, not_null
+from app.platform.schemas import (
+    DATE_PATTERN,
+    Code,
+    InputModel,
+    Name,
+    OutputModel,
+    ShortText,
+    not_null,
+)
 
 
 class OrgCreate(InputModel):

@@ -10,14 +10,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.keys.service import Principal
 from app.orgs import tree
 from app.orgs.models import Org
 from app.orgs.schemas import HistoryItem, HistoryOut, OrgCreate, OrgNode, OrgOut, OrgPatch
 from app.orgs.timeline import Timeline
-from app.pagination import PageParams, after_code
-from app.schemas import DATE_PATTERN, is_code
+from app.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.platform.pagination import PageParams, after_code
+from app.platform.schemas import DATE_PATTERN, is_code
 
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(9998, 12, 31)

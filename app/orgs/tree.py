@@ -15,11 +15,11 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import clock
-from app.db import driver_connection
 from app.indices.store import move_subtree
 from app.orgs.models import Org, OrgPlacement, TreeState
 from app.orgs.timeline import Cover, Materialized, Timeline, cover
+from app.platform import clock
+from app.platform.db import driver_connection
 
 logger = logging.getLogger("cx_survey.orgs")
 

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.db import driver_connection
-from app.deps import Admin, SessionDep, SettingsDep
 from app.idempotency import service as idempotency
 from app.keys.service import Principal
+from app.platform.db import driver_connection
+from app.platform.deps import Admin, SessionDep, SettingsDep
 from app.responses.prepare import pseudonymize, tombstone_hash
 from app.responses.service import ResponseNotFound, parse_id
 

@@ -23,9 +23,11 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.config import Settings
-from app.db import create_engine, create_sessionmaker
-from app.importing import (
+from app.keys.scopes import Scope
+from app.keys.service import Principal
+from app.platform.config import Settings
+from app.platform.db import create_engine, create_sessionmaker
+from app.platform.importing import (
     ByteCounter,
     FileFormat,
     ImportFileError,
@@ -33,11 +35,9 @@ from app.importing import (
     Rejects,
     read_records,
 )
-from app.keys.scopes import Scope
-from app.keys.service import Principal
+from app.platform.schemas import is_code
 from app.responses.schemas import MAX_BATCH, BatchItemResult, ItemStatus
 from app.responses.service import post_batch
-from app.schemas import is_code
 from app.surveys.models import RATING_TYPES, Survey, SurveyVersion
 
 FIELD_COLUMNS = (

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import driver_connection
+from app.platform.db import driver_connection
 from app.responses.prepare import Prepared, tombstone_hash
 from app.responses.schemas import ItemStatus
 

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import driver_connection
 from app.keys.service import Principal
+from app.platform.db import driver_connection
 from app.responses.models import CustomerType
 from app.responses.schemas import ResponseIn
 from app.stages import Stage

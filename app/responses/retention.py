@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.audit.models import AuditEvent
-from app.db import driver_connection
 from app.idempotency import service as idempotency
+from app.platform.db import driver_connection
 from app.responses.erasure import delete_with_tombstones
 
 DEFAULT_BATCH_SIZE = 5_000

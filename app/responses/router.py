@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
-from app.errors import Conflict, Gone, ValidationFailed
-from app.metrics import INGESTED
-from app.pagination import Page, encode_cursor
+from app.platform.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
+from app.platform.errors import Conflict, Gone, ValidationFailed
+from app.platform.metrics import INGESTED
+from app.platform.pagination import Page, encode_cursor
+from app.platform.schemas import CODE_PATTERN, Instant
 from app.responses import service
 from app.responses.schemas import BatchIn, BatchOut, ResponseIn, ResponseOut
-from app.schemas import CODE_PATTERN, Instant
 from app.stages import Stage
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"])

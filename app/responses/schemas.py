@@ -8,8 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.responses.models import CustomerType
-from app.schemas import (
+from app.platform.schemas import (
     Code,
     InputModel,
     Instant,
@@ -18,6 +17,7 @@ from app.schemas import (
     PositiveVersion,
     ShortText,
 )
+from app.responses.models import CustomerType
 from app.stages import Stage
 
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256), NoNul]

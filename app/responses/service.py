@@ -10,13 +10,13 @@ from pydantic import ValidationError
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
-from app.config import Settings
-from app.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.service import find_referenced
-from app.pagination import PageParams, after_instant_and_id
+from app.platform import clock
+from app.platform.config import Settings
+from app.platform.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
+from app.platform.pagination import PageParams, after_instant_and_id
 from app.responses import ingest
 from app.responses.models import Response
 from app.responses.prepare import Catalog, ItemInvalid, Prepared, prepare

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.deps import PrincipalDep
+from app.platform.deps import PrincipalDep
 from app.stages import STAGE_NAMES, Stage
 
 

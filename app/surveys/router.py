@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.deps import Pagination, SessionDep, SurveysReader, SurveysWriter
-from app.pagination import Page, encode_cursor
+from app.platform.deps import Pagination, SessionDep, SurveysReader, SurveysWriter
+from app.platform.pagination import Page, encode_cursor
 from app.stages import Stage
 from app.surveys import service
 from app.surveys.schemas import SurveyIn, SurveyOut

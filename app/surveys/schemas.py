@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.schemas import Code, InputModel, JsonNumber, Name, NoNul, OutputModel
+from app.platform.schemas import Code, InputModel, JsonNumber, Name, NoNul, OutputModel
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, QuestionType
 

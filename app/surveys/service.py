@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.errors import Conflict, NotFound, ValidationFailed
-from app.pagination import PageParams, after_code
-from app.schemas import is_code
+from app.platform.errors import Conflict, NotFound, ValidationFailed
+from app.platform.pagination import PageParams, after_code
+from app.platform.schemas import is_code
 from app.stages import Stage
 from app.surveys.models import FIXED_SCALES, RATING_TYPES, QuestionType, Survey, SurveyVersion
 from app.surveys.schemas import QuestionOut, SurveyIn, SurveyOut

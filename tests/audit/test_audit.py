@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.config import Settings
+from app.platform.config import Settings
 from app.responses.prepare import pseudonymize
 from tests.conftest import KeyFactory, bearer
 from tests.factories import STANDARD_TREE, create_orgs, cursor_of, response_body, standard_setup

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from app.config import Settings
 from app.indices import worker
 from app.main import create_app
+from app.platform.config import Settings
 from tests.conftest import bearer
 from tests.factories import response_body, standard_setup
 
@@ -202,8 +202,8 @@ async def test_writers_and_readers_concurrently(
 async def test_rebuild_gives_the_same_numbers_and_follows_a_new_zone(
     client: httpx.AsyncClient, admin: dict[str, str], app: Any, settings: Settings
 ) -> None:
-    from app.db import driver_connection
     from app.indices import store
+    from app.platform.db import driver_connection
 
     await standard_setup(client, admin)
     rng = random.Random(5)

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db import driver_connection
 from app.indices import store
+from app.platform.db import driver_connection
 from tests.factories import create_orgs
 from tests.indices.brute import Raw, assert_close, brute_index
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import clock
-from app.db import driver_connection
 from app.indices import store
+from app.platform import clock
+from app.platform.db import driver_connection
 from tests.indices.brute import Raw, assert_close, brute_index
 
 CODES = [f"O{i}" for i in range(7)]

@@ -28,10 +28,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from starlette.routing import Mount, Route
 
-from app.config import Environment, Settings
 from app.keys.scopes import Scope
 from app.keys.service import create_key
 from app.main import create_app
+from app.platform.config import Environment, Settings
 from tests.conftest import TEST_PSEUDONYM_KEY, bearer
 from tests.factories import STANDARD_TREE, response_body, standard_setup, survey_body
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import clock
+from app.platform import clock
 from tests.conftest import KeyFactory, bearer
 from tests.factories import STANDARD_TREE, create_orgs, response_body, survey_body
 
@@ -334,9 +334,9 @@ async def test_org_bound_keys_read_other_trees_of_their_subtree_only(
 async def test_a_read_planned_on_a_tree_that_moved_meanwhile_is_planned_again(
     app: Any, client: httpx.AsyncClient, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.db import driver_connection
     from app.indices import store
     from app.orgs import tree
+    from app.platform.db import driver_connection
 
     await _tree(client, admin)
     items = [

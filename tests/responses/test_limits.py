@@ -8,7 +8,7 @@ import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.limits import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
+from app.platform.limits import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
 from tests.factories import response_body
 from tests.responses.conftest import assert_problem
 

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.config import DEV_PSEUDONYM_KEY, Settings
 from app.indices import worker
+from app.platform.config import DEV_PSEUDONYM_KEY, Settings
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup
 from tests.responses.conftest import assert_invalid_at, assert_problem, list_all

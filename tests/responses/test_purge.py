@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.migrate import upgrade
+from app.platform.migrate import upgrade
 from app.responses.retention import purge, retention_cutoff
 from tests.conftest import bearer
 from tests.factories import response_body, standard_setup

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel
 
-from app.errors import ValidationFailed
-from app.schemas import is_code
+from app.platform.errors import ValidationFailed
+from app.platform.schemas import is_code
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50

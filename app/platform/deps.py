@@ -9,15 +9,15 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import clock
-from app.config import Settings
-from app.db import get_session
-from app.errors import Forbidden, Unauthenticated
 from app.keys.scopes import Scope
 from app.keys.service import Principal, authenticate
 from app.orgs import tree
-from app.pagination import Pagination
-from app.ratelimit import Limiter
+from app.platform import clock
+from app.platform.config import Settings
+from app.platform.db import get_session
+from app.platform.errors import Forbidden, Unauthenticated
+from app.platform.pagination import Pagination
+from app.platform.ratelimit import Limiter
 
 # scope="function": the transaction commits before the response is sent, so an
 # acknowledged write is a committed write.

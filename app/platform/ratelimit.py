@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.config import Settings
-from app.errors import TooManyRequests
-from app.metrics import RATE_LIMITED
+from app.platform.config import Settings
+from app.platform.errors import TooManyRequests
+from app.platform.metrics import RATE_LIMITED
 
 logger = logging.getLogger("cx_survey.ratelimit")
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.config import Settings
-from app.ratelimit import (
+from app.platform.config import Settings
+from app.platform.ratelimit import (
     Limit,
     LocalLimiter,
     RedisLimiter,

@@ -6,8 +6,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, UnsupportedMediaType, render
-from app.limits import DRAIN_MAX_BYTES, DRAIN_SECONDS, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
+from app.platform.errors import PayloadTooLarge, UnsupportedMediaType, render
+from app.platform.limits import DRAIN_MAX_BYTES, DRAIN_SECONDS, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

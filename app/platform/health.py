@@ -10,9 +10,9 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.deps import Admin
-from app.errors import ServiceUnavailable
-from app.metrics import exposition, observe_pool
+from app.platform.deps import Admin
+from app.platform.errors import ServiceUnavailable
+from app.platform.metrics import exposition, observe_pool
 
 router = APIRouter(tags=["health"])
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.logs import JsonFormatter, request_id
+from app.platform.logs import JsonFormatter, request_id
 from tests.factories import response_body, standard_setup
 
 

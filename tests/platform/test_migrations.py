@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models  # noqa: F401  (every table on the metadata)
-from app.db import Base
-from app.migrate import alembic_config, downgrade, upgrade
+from app.platform.db import Base
+from app.platform.migrate import alembic_config, downgrade, upgrade
 from tests.conftest import _plain
 from tests.scratch import cli_env, cx_survey, scratch_database
 

@@ -14,11 +14,11 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import DEV_PSEUDONYM_KEY, Environment, Settings
-from app.db import create_engine
 from app.main import create_app
-from app.meta import TimezoneMismatch
-from app.migrate import upgrade
+from app.platform.config import DEV_PSEUDONYM_KEY, Environment, Settings
+from app.platform.db import create_engine
+from app.platform.meta import TimezoneMismatch
+from app.platform.migrate import upgrade
 from tests.conftest import TEST_PSEUDONYM_KEY, _plain, bearer
 from tests.factories import cursor_of
 from tests.scratch import cli_env, cx_survey, free_port, scratch_database

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.config import Settings
+from app.platform.config import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATION_LOCK_ID = 7_301_942  # pg advisory lock: one migrator at a time
 
 
@@ -20,7 +20,7 @@ def resolve_database_url(settings: Settings) -> str:
     """CX_DATABASE_URL, or else the embedded server in CX_DATA_DIR (started or joined)."""
     if settings.database_url:
         return settings.database_url
-    from app.embedded import start_embedded
+    from app.platform.embedded import start_embedded
 
     return start_embedded(settings.data_dir)
 

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from app import metrics
-from app.middleware import HttpMiddleware
+from app.platform import metrics
+from app.platform.middleware import HttpMiddleware
 
 CLIENT_CLOSED = 499
 # Set in the scope by a middleware that answers for a route itself (a literal path).
@@ -77,7 +77,7 @@ def logging_config(level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "app.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "app.platform.logs.JsonFormatter"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -129,14 +129,14 @@ class RequestContext(HttpMiddleware):
                 raise
             # Answered here rather than by Starlette's outermost error middleware, so that the
             # log line and the response carry the request id like every other answer.
-            from app.errors import unexpected
+            from app.platform.errors import unexpected
 
             await (await unexpected(None, exc))(scope, receive, send_with_id)
         except asyncio.CancelledError:
             # The shutdown timeout cut the request short (its transaction rolls back): a 503
             # the client may retry, instead of the server's bare 500.
             if status is None:
-                from app.errors import ServiceUnavailable, render
+                from app.platform.errors import ServiceUnavailable, render
 
                 detail = "The service is shutting down; retry the request."
                 await render(ServiceUnavailable(detail))(scope, receive, send_with_id)

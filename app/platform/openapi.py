@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.errors import PROBLEM_JSON
 from app.idempotency.middleware import IDEMPOTENT_PATHS
 from app.idempotency.service import HEADER_PATTERN
+from app.platform.errors import PROBLEM_JSON
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

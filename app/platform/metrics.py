@@ -1,6 +1,6 @@
 """Prometheus metrics: requests and durations, ingest outcomes, index latency, pool usage.
 
-`GET /metrics` (admin scope, app/health.py) serves them in the text exposition format. Under
+`GET /metrics` (admin scope, platform/health.py) serves them in the text exposition format. Under
 several worker processes (`cx-survey serve` sets PROMETHEUS_MULTIPROC_DIR) each worker writes
 its samples to files there, and a scrape, answered by any one worker, adds up all of them.
 """

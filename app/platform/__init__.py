@@ -1,0 +1,1 @@
+"""The platform under the domains: configuration, database, errors, logs, middleware, limits."""
