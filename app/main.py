@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit.router import router as audit_router
+from app.evaluations.router import router as evaluations_router
+from app.executives.router import router as executives_router
 from app.idempotency import service as idempotency
 from app.idempotency.middleware import Idempotency
 from app.indices import worker as fold_worker
@@ -32,6 +34,7 @@ from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
 from app.surveys.router import router as surveys_router
+from app.tasks.router import router as tasks_router
 
 logger = logging.getLogger("cx_survey")
 
@@ -126,6 +129,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         surveys_router,
         responses_router,
         indices_router,
+        executives_router,
+        tasks_router,
+        evaluations_router,
         erasure_router,
         keys_router,
         audit_router,

@@ -1,6 +1,8 @@
 """Every table, imported in one place so that Alembic sees the whole metadata."""
 
 from app.audit.models import AuditEvent
+from app.evaluations.models import EvaluationPeriod, EvaluationVersion, FrozenScorecard, Scheme
+from app.executives.models import Executive, ExecutiveTarget, Purview
 from app.idempotency.models import IdempotencyRecord
 from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
 from app.keys.models import ApiKey
@@ -8,10 +10,16 @@ from app.orgs.models import Org, OrgPlacement, TreeState
 from app.platform.meta import Meta
 from app.responses.models import Response, Tombstone
 from app.surveys.models import Survey, SurveyVersion
+from app.tasks.models import Task
 
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "EvaluationPeriod",
+    "EvaluationVersion",
+    "Executive",
+    "ExecutiveTarget",
+    "FrozenScorecard",
     "IdempotencyRecord",
     "IndexDelta",
     "IndexRollup",
@@ -19,11 +27,14 @@ __all__ = [
     "Meta",
     "Org",
     "OrgPlacement",
+    "Purview",
     "Response",
+    "Scheme",
     "StageWeights",
     "Survey",
     "SurveyVersion",
     "Target",
+    "Task",
     "Tombstone",
     "TreeState",
 ]

@@ -47,6 +47,17 @@ class Action(StrEnum):
     response_erase = "response.erase"
     customer_erase = "customer.erase"
     responses_purge = "responses.purge"
+    executive_create = "executive.create"
+    executive_update = "executive.update"
+    purview_set = "purview.set"
+    purview_delete = "purview.delete"
+    executive_target_set = "executive_target.set"
+    executive_target_delete = "executive_target.delete"
+    task_create = "task.create"
+    task_update = "task.update"
+    scheme_set = "scheme.set"
+    evaluation_close = "evaluation.close"
+    evaluation_reopen = "evaluation.reopen"
 
 
 # Detail fields that name orgs: shown to an org-bound viewer only when inside its subtree.

@@ -112,6 +112,7 @@ async def _base_scope(
 
 _TREE = f"current|history|{DATE_PATTERN[1:-1]}"
 _CHILD_TREE = f"current|{DATE_PATTERN[1:-1]}"
+TREE_QUERY_SCHEMA = {"pattern": f"^(?:{_TREE})$"}
 
 
 async def index_scope(
@@ -121,7 +122,7 @@ async def index_scope(
         Query(
             description="current (default), history (each response in the tree of its own"
             " date) or a date YYYY-MM-DD (the tree on that day).",
-            json_schema_extra={"pattern": f"^(?:{_TREE})$"},
+            json_schema_extra=TREE_QUERY_SCHEMA,
         ),
     ] = None,
 ) -> service.Scope:

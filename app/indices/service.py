@@ -161,6 +161,12 @@ def _nearest(path: Sequence[int], sets: Mapping[int, Weights]) -> tuple[int | No
     return None, {}
 
 
+async def weights_for(session: AsyncSession, orgs: Sequence[Org]) -> dict[int, Weights]:
+    """The weights in force for each of `orgs` (by id): its own set or its nearest ancestor's."""
+    sets = await _sets(session, sorted({i for org in orgs for i in org.path}))
+    return {org.id: _nearest(org.path, sets)[1] for org in orgs}
+
+
 def full_weights(weights: Mapping[Stage, float]) -> Weights:
     return {stage: float(weights.get(stage, 1.0)) for stage in Stage}
 
@@ -306,13 +312,14 @@ def _month_range(months: Sequence[date]) -> tuple[date, date] | None:
     return (months[0], add_months(months[-1], 1)) if months else None
 
 
-def _pieces(
-    view: tree.TreeView, org_id: int, window: Window, scope: Scope, *, group: int
+def pieces(
+    view: tree.TreeView, orgs: Sequence[int], window: Window, scope: Scope, *, group: int
 ) -> list[store.Piece]:
-    """What the responses of `org_id`'s scope over `window` are, in the scope's tree mode."""
+    """The responses of the union of `orgs`' scopes over `window`, in the scope's tree mode,
+    with the scope's filters, counted for `group` (each response once however `orgs` nest)."""
     if not scope.include_descendants:
-        only = frozenset({org_id})
-        parts = [(window.start, window.end, only, Cover((), (org_id,)))]
+        only = frozenset(orgs)
+        parts = [(window.start, window.end, only, Cover((), tuple(sorted(only))))]
     else:
         if scope.tree.mode == "history":
             cuts = [d for d in view.timeline.dates if window.start < d < window.end]
@@ -322,15 +329,15 @@ def _pieces(
             days = [(window.start, window.end, scope.tree.day or scope.today)]
         parts = []
         for start, end, probe in days:
-            members, covered = view.cover_on(probe, org_id)
+            members, covered = view.cover_on(probe, orgs)
             if parts and parts[-1][2] == members:  # the same orgs: one stretch
                 parts[-1] = (parts[-1][0], end, members, covered)
             else:
                 parts.append((start, end, members, covered))
-    pieces = []
+    planned = []
     for start, end, members, covered in parts:
         months, edges = Window(start, end).months()
-        pieces.append(
+        planned.append(
             store.Piece(
                 group=group,
                 scope=sorted(members),
@@ -338,19 +345,22 @@ def _pieces(
                 singles=covered.singles,
                 months=_month_range(months),
                 edges=edges,
+                filters=scope.filters,
             )
         )
-    return pieces
+    return planned
 
 
-async def _read(
+async def read(
     session: AsyncSession,
     *,
-    scope: Scope,
     plan: Callable[[tree.TreeView], Sequence[store.Piece]],
     by_month: bool = False,
-) -> store.Stats:
-    """The statistics of the pieces that `plan` makes of the tree, read under that very tree.
+    cells: Callable[[Sequence[store.Piece]], store.Cells] | None = None,
+) -> tuple[store.Stats, list[store.Cell], tree.TreeView]:
+    """The statistics of the pieces that `plan` makes of the tree, read under that very tree
+    (each piece with its own filters); with the `cells` asked of those pieces, from the same
+    statement, and the tree they were planned on.
 
     The pieces are planned on the cached tree, and the sums come with the tree version they
     were read under: should a move have committed in between, the read is planned again under
@@ -364,14 +374,28 @@ async def _read(
     locked = False
     while True:
         view = await tree.load(session)
-        version, stats = await store.collect(
-            conn, pieces=plan(view), filters=scope.filters, by_month=by_month
+        planned = plan(view)
+        version, stats, found = await store.collect_with_cells(
+            conn,
+            pieces=planned,
+            by_month=by_month,
+            cells=cells(planned) if cells is not None else None,
         )
         if version == view.version:
-            return stats
+            return stats, found, view
         if not locked:
             await tree.lock_shared(session)
             locked = True
+
+
+async def _read(
+    session: AsyncSession,
+    *,
+    plan: Callable[[tree.TreeView], Sequence[store.Piece]],
+    by_month: bool = False,
+) -> store.Stats:
+    stats, _, _ = await read(session, plan=plan, by_month=by_month)
+    return stats
 
 
 def _included(scope: Scope) -> frozenset[Stage] | None:
@@ -379,8 +403,8 @@ def _included(scope: Scope) -> frozenset[Stage] | None:
     return frozenset(stages) if stages is not None else None
 
 
-def _index(
-    stats: Mapping[Stage, Sequence[ScaleStats]], weights: Weights, scope: Scope
+def index_of(
+    stats: Mapping[Stage, Sequence[ScaleStats]], weights: Mapping[Stage, float], scope: Scope
 ) -> IndexResult:
     return compute_index(stats, weights=weights, min_n=scope.min_n, included=_included(scope))
 
@@ -391,14 +415,13 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
     previous_window = window.previous()
     stats = await _read(
         session,
-        scope=scope,
         plan=lambda view: [
-            *_pieces(view, org.id, window, scope, group=0),
-            *_pieces(view, org.id, previous_window, scope, group=1),
+            *pieces(view, [org.id], window, scope, group=0),
+            *pieces(view, [org.id], previous_window, scope, group=1),
         ],
     )
-    current = _index(stats.get((0, None), {}), weights, scope)
-    previous = _index(stats.get((1, None), {}), weights, scope)
+    current = index_of(stats.get((0, None), {}), weights, scope)
+    previous = index_of(stats.get((1, None), {}), weights, scope)
     comparison = compare(current, previous)
     target = None
     if window.period is not None:
@@ -449,10 +472,10 @@ async def children_index(
         return [
             piece
             for group, child in enumerate(planned)
-            for piece in _pieces(view, child, window, scope, group=group)
+            for piece in pieces(view, [child], window, scope, group=group)
         ]
 
-    stats = await _read(session, scope=scope, plan=plan)
+    stats = await _read(session, plan=plan)
     if not planned:
         return ChildList(tree=scope.tree.label, items=[])
     rows = {c.id: c for c in await session.scalars(select(Org).where(Org.id.in_(planned)))}
@@ -461,7 +484,7 @@ async def children_index(
     results = []
     for group, child in enumerate(children):
         _, weights = _nearest(child.path, sets)
-        results.append((child, _index(stats.get((group, None), {}), weights, scope)))
+        results.append((child, index_of(stats.get((group, None), {}), weights, scope)))
     results.sort(key=lambda r: r[0].code)
     ranked = sorted(
         (r for r in results if r[1].csi is not None),
@@ -500,8 +523,7 @@ async def index_series(
     whole = Window(windows[0].start, windows[-1].end)
     by_month = await _read(
         session,
-        scope=scope,
-        plan=lambda view: _pieces(view, org.id, whole, scope, group=0),
+        plan=lambda view: pieces(view, [org.id], whole, scope, group=0),
         by_month=True,
     )
     items = []
@@ -510,7 +532,7 @@ async def index_series(
         for month in window.months()[0]:
             for stage, scales in by_month.get((0, month), {}).items():
                 merged.setdefault(stage, []).extend(scales)
-        result = _index(merged, weights, scope)
+        result = index_of(merged, weights, scope)
         items.append(
             SeriesPoint(
                 period=window.period or f"{window.start}/{window.end}",

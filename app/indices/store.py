@@ -33,6 +33,24 @@ class Filters:
     stages: Sequence[Stage] | None = None
     channels: Sequence[str] | None = None
     customer_types: Sequence[CustomerType] | None = None
+    # Responses to these survey versions only: the rollups have no survey, so raw rows are read.
+    survey_versions: Sequence[int] | None = None
+
+    @property
+    def key(self) -> tuple[tuple[Any, ...] | None, ...]:
+        """A hashable form: pieces with equal keys are read by one part of the statement."""
+        return tuple(
+            None if f is None else tuple(f)
+            for f in (self.stages, self.channels, self.customer_types, self.survey_versions)
+        )
+
+    @property
+    def fine(self) -> bool:
+        """Whether the fine rollup is needed (the coarse one has no channel or customer type)."""
+        return self.channels is not None or self.customer_types is not None
+
+
+NO_FILTERS = Filters()
 
 
 class _Params:
@@ -58,6 +76,9 @@ def _filters(alias: str, filters: Filters, params: _Params, *, raw: bool = False
     if filters.customer_types is not None:
         types = [t.value for t in filters.customer_types]
         clauses.append(f"{alias}.customer_type = ANY({params.add(types)}::customer_type[])")
+    if filters.survey_versions is not None:
+        versions = list(filters.survey_versions)
+        clauses.append(f"{alias}.survey_version_id = ANY({params.add(versions)}::bigint[])")
     return "".join(f" AND {c}" for c in clauses)
 
 
@@ -77,7 +98,7 @@ class Piece:
     `roots` and `singles` are how the materialized tree reads `scope` (tree rows of the roots,
     own rows of the singles: see orgs.timeline.cover). `months` is the half-open range of whole
     months [first, after) read from the rollup and the pending deltas; `edges` the partial-month
-    date ranges read from the raw responses.
+    date ranges read from the raw responses. With a survey filter everything is read raw.
     """
 
     group: int
@@ -86,6 +107,19 @@ class Piece:
     singles: Sequence[int]
     months: tuple[date, date] | None
     edges: Sequence[tuple[date, date]]
+    filters: Filters = NO_FILTERS
+
+
+@dataclass(frozen=True, slots=True)
+class Cells:
+    """Per (org, day) of `ranges` (org, first day, day after; not overlapping within an org):
+    the count of responses and the SHA-256 of their ids, ascending, as decimal text joined
+    by newlines (the cells of a scorecard's fingerprint)."""
+
+    ranges: Sequence[tuple[int, date, date]]
+
+
+Cell = tuple[int, date, int, bytes]  # org id, day, count, sha256 of the ids
 
 
 Key = tuple[int, date | None]  # (group, month when by_month)
@@ -93,56 +127,81 @@ Stats = dict[Key, dict[Stage, list[ScaleStats]]]
 
 
 async def collect(
-    conn: Any, *, pieces: Sequence[Piece], filters: Filters, by_month: bool
+    conn: Any, *, pieces: Sequence[Piece], filters: Filters | None = None, by_month: bool = False
 ) -> tuple[str, Stats]:
     """Per group (and month, with `by_month`) and stage, the statistics of every response of
-    the pieces; with the tree version the statement saw (one statement: one snapshot)."""
+    the pieces; with the tree version the statement saw (one statement: one snapshot).
+
+    `filters`, when given, apply to every piece instead of each piece's own."""
+    version, stats, _ = await collect_with_cells(
+        conn, pieces=pieces, filters=filters, by_month=by_month, cells=None
+    )
+    return version, stats
+
+
+async def collect_with_cells(
+    conn: Any,
+    *,
+    pieces: Sequence[Piece],
+    filters: Filters | None = None,
+    by_month: bool = False,
+    cells: Cells | None,
+) -> tuple[str, Stats, list[Cell]]:
+    """`collect`, and in the same statement (the same snapshot) the `cells` asked for."""
     params = _Params()
     stats = ", ".join(STATS)
-    parts = []
-    rollup_rows: list[tuple[int, bool, date, date, int]] = []
-    delta_rows: list[tuple[int, date, date, int]] = []
-    raw_rows: list[tuple[int, date, date, int]] = []
-    for piece in pieces:
-        if piece.months is not None:
-            lo, hi = piece.months
-            rollup_rows += [(o, True, lo, hi, piece.group) for o in piece.roots]
-            rollup_rows += [(o, False, lo, hi, piece.group) for o in piece.singles]
-            delta_rows += [(o, lo, hi, piece.group) for o in piece.scope]
-        for lo, hi in piece.edges:
-            raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
     month = "{}.month" if by_month else "NULL::date"
-    if rollup_rows:
-        fine = filters.channels is not None or filters.customer_types is not None
-        columns = [params.add(list(c)) for c in zip(*rollup_rows, strict=True)]
-        parts.append(
-            f"SELECT t.g, {month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
-            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
-            f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
-            f" JOIN {(FINE if fine else COARSE).table} r ON r.org_id = t.org_id"
-            f" AND r.tree = t.tree AND r.month >= t.lo AND r.month < t.hi"
-            f"{_filters('r', filters, params)}"
-        )
-    if delta_rows:
-        columns = [params.add(list(c)) for c in zip(*delta_rows, strict=True)]
-        parts.append(
-            f"SELECT t.g, {month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
-            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
-            f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
-            f" JOIN index_deltas d ON d.org_id = t.org_id AND d.month >= t.lo AND d.month < t.hi"
-            f"{_filters('d', filters, params)}"
-        )
-    if raw_rows:
-        columns = [params.add(list(c)) for c in zip(*raw_rows, strict=True)]
-        raw_month = "date_trunc('month', x.occurred_on)::date" if by_month else "NULL::date"
-        parts.append(
-            f"SELECT t.g, {raw_month}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
-            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
-            f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
-            f" JOIN responses x ON x.org_id = t.org_id"
-            f" AND x.occurred_on >= t.lo AND x.occurred_on < t.hi"
-            f"{_filters('x', filters, params, raw=True)}"
-        )
+    raw_month = "date_trunc('month', x.occurred_on)::date" if by_month else "NULL::date"
+    parts = []
+    by_filters: dict[tuple[Any, ...], tuple[Filters, list[Piece]]] = {}
+    for piece in pieces:
+        chosen = filters if filters is not None else piece.filters
+        by_filters.setdefault(chosen.key, (chosen, []))[1].append(piece)
+    for chosen, group in by_filters.values():
+        rollup_rows: list[tuple[int, bool, date, date, int]] = []
+        delta_rows: list[tuple[int, date, date, int]] = []
+        raw_rows: list[tuple[int, date, date, int]] = []
+        raw_only = chosen.survey_versions is not None
+        for piece in group:
+            if piece.months is not None:
+                lo, hi = piece.months
+                if raw_only:
+                    raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+                else:
+                    rollup_rows += [(o, True, lo, hi, piece.group) for o in piece.roots]
+                    rollup_rows += [(o, False, lo, hi, piece.group) for o in piece.singles]
+                    delta_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+            for lo, hi in piece.edges:
+                raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+        if rollup_rows:
+            columns = [params.add(list(c)) for c in zip(*rollup_rows, strict=True)]
+            parts.append(
+                f"SELECT t.g, {month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
+                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
+                f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
+                f" JOIN {(FINE if chosen.fine else COARSE).table} r ON r.org_id = t.org_id"
+                f" AND r.tree = t.tree AND r.month >= t.lo AND r.month < t.hi"
+                f"{_filters('r', chosen, params)}"
+            )
+        if delta_rows:
+            columns = [params.add(list(c)) for c in zip(*delta_rows, strict=True)]
+            parts.append(
+                f"SELECT t.g, {month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
+                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+                f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+                f" JOIN index_deltas d ON d.org_id = t.org_id AND d.month >= t.lo"
+                f" AND d.month < t.hi{_filters('d', chosen, params)}"
+            )
+        if raw_rows:
+            columns = [params.add(list(c)) for c in zip(*raw_rows, strict=True)]
+            parts.append(
+                f"SELECT t.g, {raw_month}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
+                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+                f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+                f" JOIN responses x ON x.org_id = t.org_id"
+                f" AND x.occurred_on >= t.lo AND x.occurred_on < t.hi"
+                f"{_filters('x', chosen, params, raw=True)}"
+            )
     union = (
         " UNION ALL ".join(parts)
         if parts
@@ -153,22 +212,39 @@ async def collect(
         )
     )
     sums = ", ".join(f"sum(s.{c})::bigint" for c in STATS)
+    no_cell = "NULL::bigint, NULL::date, NULL::bigint, NULL::bytea"
+    cell_part = ""
+    if cells is not None and cells.ranges:
+        columns = [params.add(list(c)) for c in zip(*cells.ranges, strict=True)]
+        cell_part = (
+            " UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, "
+            + ", ".join("NULL" for _ in STATS)
+            + ", x.org_id, x.occurred_on, count(*),"
+            " sha256(convert_to(string_agg(x.id::text, E'\n' ORDER BY x.id), 'UTF8'))"
+            f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[])"
+            " AS t(org_id, lo, hi) JOIN responses x ON x.org_id = t.org_id"
+            " AND x.occurred_on >= t.lo AND x.occurred_on < t.hi GROUP BY x.org_id, x.occurred_on"
+        )
     # The version comes with the sums so that the caller can tell whether the tree it planned
     # the pieces on is the one these sums were read under.
     sql = (
         f"WITH sums AS (SELECT s.g, s.m, s.stage::text, s.scale_min, s.scale_max, {sums} FROM ("
         + union
         + f") AS s(g, m, stage, scale_min, scale_max, {stats}) GROUP BY 1, 2, 3, 4, 5)"
-        " SELECT v.version, sums.* FROM tree_state v LEFT JOIN sums ON true"
+        f" SELECT v.version, sums.*, {no_cell} FROM tree_state v LEFT JOIN sums ON true" + cell_part
     )
     result: Stats = defaultdict(lambda: defaultdict(list))
+    found: list[Cell] = []
     version = ""
     for row in await conn.fetch(sql, *params.values):
+        if row[0] is None:  # a cell
+            found.append((row[13], row[14], row[15], bytes(row[16])))
+            continue
         version = row[0]
         if row[1] is None or (row[6] == 0 and row[7] == 0 and row[8] == 0):
             continue  # no sums, or only cancelled deltas (insert then delete) behind them
-        result[(row[1], row[2])][Stage(row[3])].append(ScaleStats(row[4], row[5], *row[6:]))
-    return version, result
+        result[(row[1], row[2])][Stage(row[3])].append(ScaleStats(row[4], row[5], *row[6:13]))
+    return version, result, found
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,4 +13,6 @@ class Scope(StrEnum):
     responses_write = "responses:write"
     indices_read = "indices:read"
     indices_write = "indices:write"
+    evaluations_read = "evaluations:read"
+    evaluations_write = "evaluations:write"
     admin = "admin"

@@ -7,6 +7,7 @@ See docs/architecture.md, "The tree over time", for the invariants held here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -40,12 +41,13 @@ class TreeView:
     timeline: Timeline
     materialized: Materialized
     codes: dict[int, str]
-    _covers: dict[tuple[date | None, int], Cover] = field(default_factory=dict)
+    _covers: dict[tuple[date | None, tuple[int, ...]], Cover] = field(default_factory=dict)
 
-    def cover_on(self, day: date, org: int) -> tuple[frozenset[int], Cover]:
-        """`org`'s subtree in the tree on `day`, and how the materialized tree reads it."""
-        scope = self.timeline.subtree_on(day, org)
-        key = (self.timeline.epoch(day), org)
+    def cover_on(self, day: date, orgs: Sequence[int]) -> tuple[frozenset[int], Cover]:
+        """The union of the subtrees of `orgs` in the tree on `day` (each org once, however
+        they nest), and how the materialized tree reads it."""
+        scope = frozenset().union(*(self.timeline.subtree_on(day, org) for org in orgs))
+        key = (self.timeline.epoch(day), tuple(sorted(set(orgs))))
         found = self._covers.get(key)
         if found is None:
             found = self._covers[key] = cover(scope, self.materialized)

@@ -85,10 +85,14 @@ ResponsesReader = Annotated[Principal, Depends(require(Scope.responses_read))]
 ResponsesWriter = Annotated[Principal, Depends(require(Scope.responses_write))]
 IndicesReader = Annotated[Principal, Depends(require(Scope.indices_read))]
 IndicesWriter = Annotated[Principal, Depends(require(Scope.indices_write))]
+EvaluationsReader = Annotated[Principal, Depends(require(Scope.evaluations_read))]
+EvaluationsWriter = Annotated[Principal, Depends(require(Scope.evaluations_write))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 
 __all__ = [
     "Admin",
+    "EvaluationsReader",
+    "EvaluationsWriter",
     "IndicesReader",
     "IndicesWriter",
     "OrgsWriter",

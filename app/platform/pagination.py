@@ -56,6 +56,13 @@ def after_code(after: list[Any]) -> str:
     return after[0]
 
 
+def after_id(after: list[Any]) -> int:
+    """The id a cursor of a list ordered by id holds (a JSON integer in bigint's range)."""
+    if len(after) != 1 or type(after[0]) is not int or not 0 < after[0] < 2**63:
+        raise _invalid()
+    return int(after[0])
+
+
 def after_instant_and_id(after: list[Any]) -> tuple[datetime, int]:
     """The (instant, id) a cursor of a list ordered by time then id holds.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -97,3 +97,30 @@ class OutputModel(BaseModel):
 
 
 PositiveVersion = Annotated[int, Field(ge=1, le=1_000_000)]
+
+_DAY = re.compile(DATE_PATTERN)
+
+
+def _day(value: Any) -> Any:
+    # Lax mode would read 1700000000 as a date; a date in a body is YYYY-MM-DD text.
+    if isinstance(value, str) and _DAY.fullmatch(value):
+        return value
+    raise ValueError("must be a date YYYY-MM-DD")
+
+
+def _in_range(value: date) -> date:
+    if not 1900 <= value.year <= 9998:
+        raise ValueError("must be a date from 1900-01-01 to 9998-12-31")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day), AfterValidator(_in_range)]
+"""A calendar date in a body: YYYY-MM-DD, from 1900 to 9998."""
+
+
+def _text(limit: int) -> Any:
+    return Annotated[str, StringConstraints(min_length=1, max_length=limit), NoNul]
+
+
+Text500 = _text(500)
+Text2000 = _text(2000)

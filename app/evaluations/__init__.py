@@ -1,0 +1,1 @@
+"""Evaluation periods: schemes, scorecards, closing and reopening, stored versions."""
