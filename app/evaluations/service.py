@@ -193,7 +193,7 @@ async def subjects(
             ExecutiveTarget.period == period, ExecutiveTarget.executive_id.in_(list(purviews))
         )
     )
-    targets: dict[int, float] = dict(rows)
+    targets: dict[int, float] = dict(rows.all())
     found = [Subject(e, purviews[e.id], targets.get(e.id)) for e in people]
     return sorted(found, key=lambda s: s.executive.code)
 
@@ -264,7 +264,7 @@ async def compute(
             Target.period == period, Target.org_id.in_(list(slot))
         )
     )
-    org_targets: dict[int, float] = dict(rows)
+    org_targets: dict[int, float] = dict(rows.all())
     weights = await indices.weights_for(session, org_list)
     period_tasks = await tasks.tasks_of(session, org_ids=list(slot), period=period)
     by_id = {o.id: o for o in org_list}
@@ -436,7 +436,7 @@ async def _stored(
     if principal.org_id is not None:  # the executives whose purview lies inside the subtree
         ids = {i for _, org_ids in rows for i in org_ids}
         found = await session.execute(select(Org.id, Org.path).where(Org.id.in_(ids)))
-        paths: dict[int, list[int]] = dict(found)
+        paths: dict[int, list[int]] = dict(found.all())
         rows = [r for r in rows if all(principal.sees(paths[i]) for i in r.org_ids)]
     return head + b",".join(item for item, _ in rows) + b"]}"
 

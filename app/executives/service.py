@@ -199,7 +199,7 @@ async def put_purview(
             )
         seen[org_code] = position
     rows = await session.execute(select(Org.code, Org.id).where(Org.code.in_(list(seen))))
-    ids: dict[str, int] = dict(rows)
+    ids: dict[str, int] = dict(rows.all())
     for org_code, position in seen.items():
         if org_code not in ids:
             raise unknown_org(org_code, ("body", "orgs", position))
