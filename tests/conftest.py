@@ -175,7 +175,9 @@ async def admin(client: httpx.AsyncClient, make_key: KeyFactory) -> dict[str, st
 # Committed mode: for tests about concurrency, where requests need their own connections.
 
 TABLES = (
-    "responses, tombstones, index_deltas, index_rollup, index_rollup_stage, stage_weights, targets,"
+    "evaluation_scorecards, evaluation_versions, evaluation_periods, evaluation_schemes,"
+    " purviews, executive_targets, executives, tasks, responses, tombstones, index_deltas,"
+    " index_rollup, index_rollup_stage, stage_weights, targets,"
     " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"
 )
 

@@ -142,20 +142,27 @@ async def _hidden(
         for field in ORG_DETAILS.get(event.action, ())
         if isinstance(value := event.details.get(field), str)
     }
-    actors = {event.actor for event in events if event.actor.startswith("key:")}
+    actors = {event.actor for event in events}
     visible: set[str] = set()
     if codes:
         rows = await session.execute(select(Org.code, Org.path).where(Org.code.in_(codes)))
         visible |= {code for code, path in rows if viewer.sees(path)}
-    if actors:
-        rows = await session.execute(
-            select(ApiKey.id)
-            .join(Org, Org.id == ApiKey.org_id)
-            .where(ApiKey.id.in_([a.removeprefix("key:") for a in actors]))
-            .where(Org.path.contains([viewer.org_id]))
-        )
-        visible |= {f"key:{key_id}" for key_id in rows.scalars()}
-    return (codes | actors) - visible
+    return (codes - visible) | await hidden_actors(session, actors, viewer)
+
+
+async def hidden_actors(session: AsyncSession, actors: set[str], viewer: Principal) -> set[str]:
+    """Of `actors` (`key:<id>`, `cli`), the keys that lie outside the viewer's subtree: for it
+    they do not exist, and read as OUTSIDE_KEY."""
+    keys = {a for a in actors if a.startswith("key:")}
+    if viewer.org_id is None or not keys:
+        return set()
+    rows = await session.execute(
+        select(ApiKey.id)
+        .join(Org, Org.id == ApiKey.org_id)
+        .where(ApiKey.id.in_([a.removeprefix("key:") for a in keys]))
+        .where(Org.path.contains([viewer.org_id]))
+    )
+    return keys - {f"key:{key_id}" for key_id in rows.scalars()}
 
 
 def _render(event: AuditEvent, org_code: str | None, hidden: set[str]) -> AuditEventOut:

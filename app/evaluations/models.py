@@ -52,7 +52,8 @@ class EvaluationPeriod(Base):
 
 
 class EvaluationVersion(Base):
-    """One close of a period: who, when, and the stored head of the evaluation (JSON bytes)."""
+    """One close of a period: who, when, and the stored head of the evaluation (the JSON object
+    of everything but the scorecards, as bytes)."""
 
     __tablename__ = "evaluation_versions"
 

@@ -438,7 +438,15 @@ async def _stored(
         found = await session.execute(select(Org.id, Org.path).where(Org.id.in_(ids)))
         paths: dict[int, list[int]] = dict(found.all())
         rows = [r for r in rows if all(principal.sees(paths[i]) for i in r.org_ids)]
-    return head + b",".join(item for item, _ in rows) + b"]}"
+    if principal.org_id is not None:  # closes are made by unbound keys: outside its subtree
+        stored = EvaluationHead.model_validate_json(head)
+        head = _json(stored.model_copy(update={"closed_by": audit.OUTSIDE_KEY}))
+    return _document(head, [item for item, _ in rows])
+
+
+def _document(head: bytes, items: Sequence[bytes]) -> bytes:
+    """The evaluation as bytes: the head (a JSON object) with the stored items appended."""
+    return head[:-1] + b',"scorecards":[' + b",".join(items) + b"]}"
 
 
 async def evaluation(
@@ -468,7 +476,9 @@ async def evaluation(
         status=status,
         version=version,
         closed_at=last.closed_at if last else None,
-        closed_by=last.closed_by if last else None,
+        closed_by=(
+            None if last is None else audit.OUTSIDE_KEY if principal.org_id else last.closed_by
+        ),
         note=last.note if last else None,
         scheme=_scheme_out(await scheme_of(session, label)),
         scorecards=[c for c in rank(computed.scorecards) if c.executive in visible],
@@ -595,7 +605,7 @@ async def close(
         note=note,
         scheme=_scheme_out(await scheme_of(session, label)),
     )
-    head_bytes = _json(head)[:-1] + b',"scorecards":['
+    head_bytes = _json(head)
     session.add(
         EvaluationVersion(
             period=label,
@@ -619,7 +629,7 @@ async def close(
         target=label,
         details={"period": label, "version": version, "note": note, "executives": len(rows)},
     )
-    return head_bytes + b",".join(items) + b"]}"
+    return _document(head_bytes, items)
 
 
 async def reopen(

@@ -45,7 +45,9 @@ async def create_task(
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     if not created:
         response.status_code = status.HTTP_200_OK
-    return (await service.describe(session, [task], min_n=settings.min_n_default))[0]
+    return (
+        await service.describe(session, [task], min_n=settings.min_n_default, viewer=principal)
+    )[0]
 
 
 @router.get("/v1/orgs/{code}/tasks")
@@ -80,7 +82,7 @@ async def list_tasks(
         include_descendants=include_descendants,
     )
     return Page(
-        items=await service.describe(session, rows, min_n=settings.min_n_default),
+        items=await service.describe(session, rows, min_n=settings.min_n_default, viewer=principal),
         next_cursor=encode_cursor([last]) if last is not None else None,
     )
 
@@ -91,7 +93,9 @@ async def get_task(
 ) -> TaskOut:
     """One task, with its history and live `achieved`."""
     task = await service.get_visible_task(session, task_id=task_id, principal=principal)
-    return (await service.describe(session, [task], min_n=settings.min_n_default))[0]
+    return (
+        await service.describe(session, [task], min_n=settings.min_n_default, viewer=principal)
+    )[0]
 
 
 @router.patch("/v1/tasks/{task_id}")
@@ -105,4 +109,6 @@ async def patch_task(
     """Change the task's status (any, except out of dropped), title, due date or weight, or
     add evidence; each change is appended to its history."""
     task = await service.patch_task(session, task_id=task_id, data=body, principal=principal)
-    return (await service.describe(session, [task], min_n=settings.min_n_default))[0]
+    return (
+        await service.describe(session, [task], min_n=settings.min_n_default, viewer=principal)
+    )[0]

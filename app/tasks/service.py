@@ -171,7 +171,8 @@ async def live_outcomes(
 # ---- rendering -------------------------------------------------------------------------------
 
 
-def render(task: Task, org_code: str, outcome: Outcome) -> TaskOut:
+def render(task: Task, org_code: str, outcome: Outcome, hidden: set[str]) -> TaskOut:
+    """The task as the API shows it; actors in `hidden` read as keys outside the subtree."""
     measure = task.measure
     return TaskOut(
         id=str(task.id),
@@ -188,18 +189,28 @@ def render(task: Task, org_code: str, outcome: Outcome) -> TaskOut:
         achieved=outcome.achieved,
         csi=outcome.csi,
         external_id=task.external_id,
-        history=[HistoryEntry.model_validate(entry) for entry in task.history],
+        history=[
+            HistoryEntry.model_validate(
+                {**entry, "actor": audit.OUTSIDE_KEY} if entry["actor"] in hidden else entry
+            )
+            for entry in task.history
+        ],
         created_at=task.created_at,
         updated_at=task.updated_at,
     )
 
 
-async def describe(session: AsyncSession, tasks: Sequence[Task], *, min_n: int) -> list[TaskOut]:
-    """Render tasks with their live `achieved` (one read for all the measured ones)."""
+async def describe(
+    session: AsyncSession, tasks: Sequence[Task], *, min_n: int, viewer: Principal
+) -> list[TaskOut]:
+    """Render tasks with their live `achieved` (one read for all the measured ones), as the
+    viewer may see them (actors outside its subtree unnamed)."""
     org_ids = {t.org_id for t in tasks}
     orgs = {o.id: o for o in await session.scalars(select(Org).where(Org.id.in_(org_ids)))}
     found = await live_outcomes(session, tasks, orgs=orgs, min_n=min_n)
-    return [render(t, orgs[t.org_id].code, found[t.id]) for t in tasks]
+    actors = {entry["actor"] for t in tasks for entry in t.history}
+    hidden = await audit.hidden_actors(session, actors, viewer)
+    return [render(t, orgs[t.org_id].code, found[t.id], hidden) for t in tasks]
 
 
 # ---- writes ----------------------------------------------------------------------------------

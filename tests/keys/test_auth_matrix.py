@@ -48,6 +48,8 @@ class Names(Enum):
     response = ("{response}", 404)  # a response id, of a response of the org
     key = ("{key}", 404)  # a key id, of a key bound to the org
     customer = ("{customer}", 200)  # a customer ref, of a customer of the org: erases nothing
+    executive = ("{executive}", 404)  # an executive code, of the one whose purview is the org
+    task = ("{task}", 404)  # a task id, of a task of the org
 
     @property
     def placeholder(self) -> str:
@@ -118,6 +120,8 @@ ANY = None
 ORGS_W, SURVEYS_R, SURVEYS_W = Scope.orgs_write, Scope.surveys_read, Scope.surveys_write
 RESP_R, RESP_W = Scope.responses_read, Scope.responses_write
 IDX_R, IDX_W, ADMIN = Scope.indices_read, Scope.indices_write, Scope.admin
+EVAL_R, EVAL_W = Scope.evaluations_read, Scope.evaluations_write
+EXEC, TASK = Names.executive, Names.task
 ORG = "/v1/orgs/{code}"
 PATH, BODY, QUERY = Names.org_in_path, Names.org_in_body, Names.org_in_query
 
@@ -299,6 +303,129 @@ MATRIX: tuple[Row, ...] = (
     row("DELETE", "/v1/keys/{key_id}", ADMIN, "/v1/keys/{key}", names=Names.key),
     row("GET", "/v1/audit", ADMIN),
     row("GET", "/metrics", ADMIN),
+    # Executives, purviews, their targets, schemes and closes are the evaluation office's:
+    # an org-bound key that may otherwise write them is refused (403), even for its own.
+    row("POST", "/v1/executives", EVAL_W, None, {"code": "E-NEW", "name": "New"}, 201, 403),
+    row("GET", "/v1/executives", EVAL_R),
+    row("GET", "/v1/executives/{code}", EVAL_R, "/v1/executives/{executive}", names=EXEC),
+    row(
+        "PATCH",
+        "/v1/executives/{code}",
+        EVAL_W,
+        "/v1/executives/{executive}",
+        {"title": "Chief"},
+        200,
+        403,
+        names=EXEC,
+        hidden=403,
+    ),
+    row(
+        "PUT",
+        "/v1/executives/{code}/purview/{period}",
+        EVAL_W,
+        "/v1/executives/{executive}/purview/2026",
+        {"orgs": ["KR-DELIVERY-SEOUL"]},
+        200,
+        403,
+        names=EXEC,
+        hidden=403,
+    ),
+    row(
+        "GET",
+        "/v1/executives/{code}/purview/{period}",
+        EVAL_R,
+        "/v1/executives/{executive}/purview/2026",
+        names=EXEC,
+    ),
+    row(
+        "DELETE",
+        "/v1/executives/{code}/purview/{period}",
+        EVAL_W,
+        "/v1/executives/{executive}/purview/2026",
+        None,
+        204,
+        403,
+        names=EXEC,
+        hidden=403,
+    ),
+    row(
+        "PUT",
+        "/v1/executives/{code}/targets/{period}",
+        EVAL_W,
+        "/v1/executives/{executive}/targets/2026",
+        {"csi": 75},
+        200,
+        403,
+        names=EXEC,
+        hidden=403,
+    ),
+    row(
+        "GET",
+        "/v1/executives/{code}/targets/{period}",
+        EVAL_R,
+        "/v1/executives/{executive}/targets/2026",
+        names=EXEC,
+    ),
+    row(
+        "DELETE",
+        "/v1/executives/{code}/targets/{period}",
+        EVAL_W,
+        "/v1/executives/{executive}/targets/2026",
+        None,
+        204,
+        403,
+        names=EXEC,
+        hidden=403,
+    ),
+    row(
+        "GET",
+        "/v1/executives/{code}/scorecard",
+        EVAL_R,
+        "/v1/executives/{executive}/scorecard?period=2026",
+        names=EXEC,
+    ),
+    row(
+        "POST",
+        ORG + "/tasks",
+        EVAL_W,
+        "/v1/orgs/{org}/tasks",
+        {"title": "New task", "period": "2026", "customer_group": "internal", "due": "2026-12-01"},
+        201,
+        names=PATH,
+    ),
+    row("GET", ORG + "/tasks", EVAL_R, "/v1/orgs/{org}/tasks", names=PATH),
+    row("GET", "/v1/tasks/{task_id}", EVAL_R, "/v1/tasks/{task}", names=TASK),
+    row("PATCH", "/v1/tasks/{task_id}", EVAL_W, "/v1/tasks/{task}", {"evidence": "x"}, names=TASK),
+    row("GET", "/v1/evaluations/{period}", EVAL_R, "/v1/evaluations/2026"),
+    row(
+        "POST", "/v1/evaluations/{period}/close", EVAL_W, "/v1/evaluations/2026/close", {}, 200, 403
+    ),
+    row(
+        "POST",
+        "/v1/evaluations/{period}/reopen",
+        EVAL_W,
+        "/v1/evaluations/2025-12/reopen",
+        {"reason": "a correction"},
+        200,
+        403,
+    ),
+    row(
+        "GET",
+        "/v1/evaluations/{period}/versions/{version}",
+        EVAL_R,
+        "/v1/evaluations/2025-12/versions/1",
+    ),
+    row("GET", "/v1/evaluations/{period}/scheme", EVAL_R, "/v1/evaluations/2026/scheme"),
+    row(
+        "PUT",
+        "/v1/evaluations/{period}/scheme",
+        EVAL_W,
+        "/v1/evaluations/2026/scheme",
+        {"index_weight": 1, "task_weight": 1},
+        200,
+        201,
+        403,
+    ),
 )
 SCOPED = [r for r in MATRIX if r.scope is not None]
 
@@ -380,6 +507,8 @@ GHOST = {
     "{response}": "999999999999",
     "{key}": "ffffffffffff",
     "{customer}": "cust-GHOST",
+    "{executive}": "E-GHOST",
+    "{task}": "999999999999",
 }
 
 
@@ -407,6 +536,7 @@ class World:
     admin_key_id: str
     responses: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, str] = field(default_factory=dict)
     unbound_key_id: str = ""
 
     def value(self, names: Names, code: str) -> str:
@@ -417,6 +547,10 @@ class World:
             return self.keys[code]
         if names is Names.customer:
             return f"cust-{code}"
+        if names is Names.executive:
+            return f"E-{code}"
+        if names is Names.task:
+            return self.tasks[code]
         return code
 
     def foreign_tokens(self, bound: str) -> set[str]:
@@ -482,6 +616,36 @@ async def seed(world: World) -> None:
             f"/v1/orgs/{code}/stage-weights", json={"delivery": weight}, headers=admin
         )
         assert r.status_code == 200, r.text
+    # Per org: an executive answering for it in 2026 (with a target), and a task of it.
+    for i, code in enumerate(CODES):
+        r = await client.post(
+            "/v1/executives", json={"code": f"E-{code}", "name": f"Person {i}"}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        for url, body in (
+            (f"/v1/executives/E-{code}/purview/2026", {"orgs": [code]}),
+            (f"/v1/executives/E-{code}/targets/2026", {"csi": 70}),
+        ):
+            r = await client.put(url, json=body, headers=admin)
+            assert r.status_code == 201, r.text
+        r = await client.post(
+            f"/v1/orgs/{code}/tasks",
+            json={
+                "title": f"Task {i}",
+                "period": "2026",
+                "customer_group": "internal",
+                "due": "2026-12-31",
+            },
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        world.tasks[code] = r.json()["id"]
+    # A closed period, with HQ's executive in it.
+    r = await client.put("/v1/executives/E-HQ/purview/2025-12", json={"orgs": ["HQ"]},
+                         headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    r = await client.post("/v1/evaluations/2025-12/close", json={}, headers=admin)
+    assert r.status_code == 200, r.text
 
 
 @pytest.fixture(scope="module")
@@ -536,6 +700,14 @@ _SNAPSHOT = text(
             "stage_weights",
             "targets",
             "api_keys",
+            "executives",
+            "purviews",
+            "executive_targets",
+            "tasks",
+            "evaluation_schemes",
+            "evaluation_periods",
+            "evaluation_versions",
+            "evaluation_scorecards",
         )
     )
 )
@@ -805,6 +977,18 @@ async def test_lists_and_rankings_hold_exactly_the_subtree(w: World, bound: str 
     weights = (await w.client.get(f"/v1/orgs/{top}/stage-weights", headers=headers)).json()
     targets = (await w.client.get(f"/v1/orgs/{top}/targets", headers=headers)).json()
     texts.append(json.dumps([index, ranking, series, weights, targets]))
+
+    executives = await pages(w, "/v1/executives", headers)
+    assert [e["code"] for e in _items(executives)] == sorted(f"E-{c}" for c in seen)
+    evaluation = (await w.client.get("/v1/evaluations/2026", headers=headers)).json()
+    assert sorted(c["executive"] for c in evaluation["scorecards"]) == sorted(
+        f"E-{c}" for c in seen
+    )
+    closed = (await w.client.get("/v1/evaluations/2025-12", headers=headers)).json()
+    assert [c["executive"] for c in closed["scorecards"]] == (["E-HQ"] if bound is None else [])
+    tasks = await pages(w, f"/v1/orgs/{top}/tasks", headers)
+    assert sorted(t["id"] for t in _items(tasks)) == sorted(w.tasks[c] for c in seen)
+    texts.append(json.dumps([executives, evaluation, closed, tasks], default=str))
 
     everything = "\n".join(texts)
     if bound is None:
