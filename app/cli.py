@@ -19,10 +19,15 @@ from app.keys.scopes import Scope
 from app.platform.config import Settings, get_settings
 from app.platform.db import create_engine, create_sessionmaker
 from app.platform.errors import AppError
-from app.platform.importing import FileFormat, ImportFileError, Rejects, detect_format
+from app.platform.importing import (
+    CreateSummary,
+    FileFormat,
+    ImportFileError,
+    Rejects,
+    detect_format,
+)
 
 if TYPE_CHECKING:
-    from app.orgs.importer import OrgImportSummary
     from app.responses.importer import ImportSummary
     from app.responses.retention import PurgeResult
 
@@ -500,7 +505,38 @@ def import_orgs(
 
     async def action(
         engine: AsyncEngine, file_format: FileFormat, sink: Rejects, progress: Progress
-    ) -> OrgImportSummary:
+    ) -> CreateSummary:
+        return await run_import(engine, path=file, fmt=file_format, rejects=sink, progress=progress)
+
+    summary, sink = _run_import(file, fmt, rejects, action)
+    typer.echo(
+        f"{file}: {summary.records:,} records: created {summary.created:,}, "
+        f"unchanged {summary.unchanged:,}, rejected {summary.rejected:,}",
+        err=True,
+    )
+    _report_rejects(sink)
+
+
+@import_cli.command("tasks")
+def import_tasks(
+    file: Annotated[Path, typer.Argument(help="CSV or JSON Lines file of CX tasks.")],
+    fmt: FormatOption = None,
+    rejects: RejectsOption = None,
+) -> None:
+    """Create CX tasks; lines whose external_id exists with the same content are left alone,
+    so a re-run is safe.
+
+    JSON Lines: one POST /v1/orgs/{org}/tasks body per line, with `org`. CSV: columns org,
+    title, period, customer_group, customers, description, due, weight, external_id and
+    measure.csi_target, measure.stages (comma-separated), measure.customer_type,
+    measure.channel, measure.survey. Exits 1 when some lines were rejected (see the reject
+    file), 2 when the file cannot be read at all, 3 when the import stopped on an error.
+    """
+    from app.tasks.importer import import_tasks as run_import
+
+    async def action(
+        engine: AsyncEngine, file_format: FileFormat, sink: Rejects, progress: Progress
+    ) -> CreateSummary:
         return await run_import(engine, path=file, fmt=file_format, rejects=sink, progress=progress)
 
     summary, sink = _run_import(file, fmt, rejects, action)

@@ -75,6 +75,8 @@ CONFIG = schemathesis.Config.from_dict(
             "customer-types": {"values": ["end_user", "end_user,internal"]},
             "min-ns": {"values": [5, 30]},
             "channels": {"values": ["mobile", "mobile,web"]},
+            "executives": {"values": ["E-KIM"]},
+            "tasks": {"values": ["1"]},
         },
         # OpenAPI does not close the set of query parameters, and the service ignores unknown
         # ones (as clients expect of an evolving API): an extra parameter is not invalid data.
@@ -85,6 +87,7 @@ CONFIG = schemathesis.Config.from_dict(
             "path.key_id": {"dictionary": "keys", "probability": 0.5},
             "path.ref": {"dictionary": "customers", "probability": 0.5},
             "path.version": {"dictionary": "versions", "probability": 0.6},
+            "path.task_id": {"dictionary": "tasks", "probability": 0.6},
             # Query parameters of the index operations (`from`/`to` elsewhere are instants,
             # which these dates do not match: there they are left to the generator).
             "query.period": {"dictionary": "periods", "probability": 0.6},
@@ -102,6 +105,10 @@ CONFIG = schemathesis.Config.from_dict(
             {
                 "include-path-regex": "^/v1/orgs/",
                 "parameters": {"path.code": {"dictionary": "orgs", "probability": 0.7}},
+            },
+            {
+                "include-path-regex": "^/v1/executives/",
+                "parameters": {"path.code": {"dictionary": "executives", "probability": 0.7}},
             },
             {
                 "include-path-regex": "^/v1/surveys/",
@@ -149,6 +156,21 @@ async def fuzz_headers(
         "/v1/orgs/HQ/targets/2026", json={"csi": 70.0}, headers=committed_admin
     )
     assert r.status_code == 200, r.text
+    # An executive answering for KR in 2026 and 2026-11 (closed), with a task (id 1).
+    seeds: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/executives", {"code": "E-KIM", "name": "Kim"}),
+        ("PUT", "/v1/executives/E-KIM/purview/2026", {"orgs": ["KR", "KR-DELIVERY-SEOUL"]}),
+        ("PUT", "/v1/executives/E-KIM/purview/2026-11", {"orgs": ["KR"]}),
+        (
+            "POST",
+            "/v1/orgs/KR/tasks",
+            {"title": "t", "period": "2026", "customer_group": "internal", "due": "2026-12-01"},
+        ),
+        ("POST", "/v1/evaluations/2026-11/close", {}),
+    ]
+    for method, url, seed in seeds:
+        r = await committed_client.request(method, url, json=seed, headers=committed_admin)
+        assert r.is_success, r.text
     r = await committed_client.post(
         "/v1/keys", json={"name": "spare", "scopes": ["surveys:read"]}, headers=committed_admin
     )

@@ -9,7 +9,6 @@ Org files are small (thousands of rows): they are read whole, then created paren
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -24,7 +23,14 @@ from app.orgs.schemas import OrgCreate
 from app.orgs.service import create_org
 from app.platform.db import create_sessionmaker
 from app.platform.errors import AppError
-from app.platform.importing import ByteCounter, FileFormat, ImportFileError, Rejects, read_records
+from app.platform.importing import (
+    ByteCounter,
+    CreateSummary,
+    FileFormat,
+    ImportFileError,
+    Rejects,
+    read_records,
+)
 
 COLUMNS = ("code", "name", "parent", "kind")
 REQUIRED = ("code", "name")
@@ -40,14 +46,6 @@ def check_columns(header: list[str]) -> None:
     missing = [name for name in REQUIRED if name not in header]
     if missing:
         raise ImportFileError(f"missing column(s): {', '.join(missing)}")
-
-
-@dataclass
-class OrgImportSummary:
-    records: int = 0
-    created: int = 0
-    unchanged: int = 0
-    rejected: int = 0
 
 
 async def _existing(
@@ -107,9 +105,9 @@ async def import_orgs(
     fmt: FileFormat,
     rejects: Rejects,
     progress: Callable[[int, int], None] | None = None,
-) -> OrgImportSummary:
+) -> CreateSummary:
     """Create the orgs of `path` in one transaction; rejected rows go to `rejects`."""
-    summary = OrgImportSummary()
+    summary = CreateSummary()
     counter = ByteCounter()
     rows: dict[str, tuple[int, OrgCreate]] = {}
     for record in read_records(path, fmt, counter, check_columns=check_columns):

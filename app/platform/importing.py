@@ -1,6 +1,6 @@
 """Reading import files (CSV or JSON Lines) as a stream of numbered records, and the reject file.
 
-Shared by `cx-survey import responses` and `cx-survey import orgs`: the domain importers turn
+Shared by `cx-survey import responses`, `import orgs` and `import tasks`: the domain importers turn
 records into API bodies; this module only knows files, line numbers and progress.
 """
 
@@ -141,6 +141,17 @@ def _jsonl_records(lines: Iterator[str], path: Path, bad: set[int]) -> Iterator[
             yield Record(line, error="not a JSON object")
             continue
         yield Record(line, data=value)
+
+
+@dataclass
+class CreateSummary:
+    """What an import that creates records (orgs, tasks) did: created, left as they were
+    (the same record exists), rejected."""
+
+    records: int = 0
+    created: int = 0
+    unchanged: int = 0
+    rejected: int = 0
 
 
 @dataclass
