@@ -50,6 +50,7 @@ from app.platform.db import driver_connection
 from app.platform.errors import Conflict, NotFound, ValidationFailed
 from app.stages import Stage
 from app.tasks import service as tasks
+from app.tasks.models import Task
 
 logger = logging.getLogger("cx_survey.evaluations")
 
@@ -204,6 +205,10 @@ class Computed:
     fingerprints: list[Fingerprint] | None
 
 
+def _task_id(task: Task) -> int:
+    return task.id
+
+
 def _span(piece: store.Piece) -> tuple[date, date]:
     """The days a piece covers: its whole months and its edges, one stretch."""
     bounds = [*(piece.months or ()), *(d for edge in piece.edges for d in edge)]
@@ -303,6 +308,9 @@ async def compute(
         session, plan=plan, cells=cells if fingerprints else None
     )
     outcomes = tasks.outcomes(period_tasks, measured, stats, first_group=first_task)
+    tasks_by_org: dict[int, list[Task]] = defaultdict(list)
+    for task in period_tasks:
+        tasks_by_org[task.org_id].append(task)
     union_weights = indices.full_weights(scheme.stage_weights or {})
     scheme_out = _scheme_out(scheme)
     cards = []
@@ -328,8 +336,7 @@ async def compute(
                     attained=scoring.attained(own.csi, org_target),
                 )
             )
-        purview = {o.id for o in subject.orgs}
-        mine = [t for t in period_tasks if t.org_id in purview]
+        mine = sorted((t for o in subject.orgs for t in tasks_by_org.get(o.id, ())), key=_task_id)
         items = [
             TaskItem(
                 id=str(t.id),
