@@ -4,7 +4,14 @@ from app.audit.models import AuditEvent
 from app.evaluations.models import EvaluationPeriod, EvaluationVersion, FrozenScorecard, Scheme
 from app.executives.models import Executive, ExecutiveTarget, Purview
 from app.idempotency.models import IdempotencyRecord
-from app.indices.models import IndexDelta, IndexRollup, IndexRollupStage, StageWeights, Target
+from app.indices.models import (
+    IndexDelta,
+    IndexRollup,
+    IndexRollupStage,
+    IndexRollupSurvey,
+    StageWeights,
+    Target,
+)
 from app.keys.models import ApiKey
 from app.orgs.models import Org, OrgPlacement, TreeState
 from app.platform.meta import Meta
@@ -24,6 +31,7 @@ __all__ = [
     "IndexDelta",
     "IndexRollup",
     "IndexRollupStage",
+    "IndexRollupSurvey",
     "Meta",
     "Org",
     "OrgPlacement",

@@ -55,6 +55,8 @@ class IndexDelta(_Stats, Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(BigInteger)
+    # NULL on deltas recorded before the survey rollup existed (which holds them already).
+    survey_version_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_index_deltas_org_id_month", "org_id", "month"),)
 
@@ -81,6 +83,27 @@ class IndexRollupStage(Base):
 
     org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    sum_d: Mapped[int] = mapped_column(BigInteger)
+    sum_d2: Mapped[int] = mapped_column(BigInteger)
+    top2: Mapped[int] = mapped_column(BigInteger)
+    nps_n: Mapped[int] = mapped_column(BigInteger)
+    promoters: Mapped[int] = mapped_column(BigInteger)
+    detractors: Mapped[int] = mapped_column(BigInteger)
+
+
+class IndexRollupSurvey(Base):
+    """The sums per survey version (no channel or customer type): for measures on one survey."""
+
+    __tablename__ = "index_rollup_survey"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    survey_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

@@ -26,6 +26,8 @@ FOLD_LOCK_ID = 7_301_944
 FOLD_CHUNK = 50_000
 STATS = ("n", "sum_d", "sum_d2", "top2", "nps_n", "promoters", "detractors")
 KEY = ("stage", "month", "channel", "customer_type", "scale_min", "scale_max")
+# A delta also names its survey version (NULL on deltas recorded before the survey rollup).
+DELTA_KEY = (*KEY, "survey_version_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class Filters:
     stages: Sequence[Stage] | None = None
     channels: Sequence[str] | None = None
     customer_types: Sequence[CustomerType] | None = None
-    # Responses to these survey versions only: the rollups have no survey, so raw rows are read.
+    # Responses to these survey versions only (the survey rollup; raw rows with fine filters too).
     survey_versions: Sequence[int] | None = None
 
     @property
@@ -98,7 +100,7 @@ class Piece:
     `roots` and `singles` are how the materialized tree reads `scope` (tree rows of the roots,
     own rows of the singles: see orgs.timeline.cover). `months` is the half-open range of whole
     months [first, after) read from the rollup and the pending deltas; `edges` the partial-month
-    date ranges read from the raw responses. With a survey filter everything is read raw.
+    date ranges read from the raw responses.
     """
 
     group: int
@@ -161,7 +163,10 @@ async def collect_with_cells(
         rollup_rows: list[tuple[int, bool, date, date, int]] = []
         delta_rows: list[tuple[int, date, date, int]] = []
         raw_rows: list[tuple[int, date, date, int]] = []
-        raw_only = chosen.survey_versions is not None
+        # A survey filter reads the survey rollup; with channel or customer type as well, only
+        # the raw responses have all three.
+        raw_only = chosen.survey_versions is not None and chosen.fine
+        table = SURVEY if chosen.survey_versions is not None else FINE if chosen.fine else COARSE
         for piece in group:
             if piece.months is not None:
                 lo, hi = piece.months
@@ -179,7 +184,7 @@ async def collect_with_cells(
                 f"SELECT t.g, {month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
                 f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
                 f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
-                f" JOIN {(FINE if chosen.fine else COARSE).table} r ON r.org_id = t.org_id"
+                f" JOIN {table.table} r ON r.org_id = t.org_id"
                 f" AND r.tree = t.tree AND r.month >= t.lo AND r.month < t.hi"
                 f"{_filters('r', chosen, params)}"
             )
@@ -256,10 +261,14 @@ class Rollup:
 
 
 # The fine rollup keeps channel and customer type for filtered queries; the coarse one drops them,
-# so that an unfiltered query reads a few rows per month instead of a few dozen.
+# so that an unfiltered query reads a few rows per month instead of a few dozen; the survey one
+# keeps the survey version instead (for measures on one survey).
 FINE = Rollup("index_rollup", KEY)
 COARSE = Rollup("index_rollup_stage", ("stage", "month", "scale_min", "scale_max"))
-ROLLUPS = (FINE, COARSE)
+SURVEY = Rollup(
+    "index_rollup_survey", ("survey_version_id", "stage", "month", "scale_min", "scale_max")
+)
+ROLLUPS = (FINE, COARSE, SURVEY)
 
 
 def _columns(names: Sequence[str], alias: str = "") -> str:
@@ -279,21 +288,25 @@ def _upsert(rollup: Rollup, source: str) -> str:
 
 
 # One statement: take a chunk of deltas, fan each out to its org (own) and every ancestor of the
-# org as the tree is now (tree), add the sums to both rollups.
+# org as the tree is now (tree), add the sums to every rollup. Deltas without a survey version
+# (recorded before the survey rollup, which was built from the responses themselves) are in the
+# survey rollup already.
 _FOLD = f"""
 WITH batch AS (
     DELETE FROM index_deltas
     WHERE id IN (SELECT id FROM index_deltas ORDER BY id LIMIT {FOLD_CHUNK})
-    RETURNING org_id, {_columns(KEY)}, {_columns(STATS)}
+    RETURNING org_id, {_columns(DELTA_KEY)}, {_columns(STATS)}
 ), fanned AS (
-    SELECT b.org_id, false AS tree, {_columns(KEY + STATS, "b.")} FROM batch b
+    SELECT b.org_id, false AS tree, {_columns(DELTA_KEY + STATS, "b.")} FROM batch b
     UNION ALL
-    SELECT a.id, true, {_columns(KEY + STATS, "b.")}
+    SELECT a.id, true, {_columns(DELTA_KEY + STATS, "b.")}
     FROM batch b JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)
 ), fine AS (
     {_upsert(FINE, "fanned")}
 ), coarse AS (
     {_upsert(COARSE, "fanned")}
+), by_survey AS (
+    {_upsert(SURVEY, "(SELECT * FROM fanned WHERE survey_version_id IS NOT NULL) AS f")}
 )
 SELECT count(*) FROM batch
 """
@@ -337,7 +350,7 @@ async def move_subtree(
 
 
 async def rebuild(conn: Any, *, zone: str | None = None) -> None:
-    """Recompute both rollups from the raw responses (after a bulk backfill or a repair).
+    """Recompute the rollups from the raw responses (after a bulk backfill or a repair).
 
     With `zone`, first recompute every response's local date in that reporting time zone.
     Runs in the caller's transaction, which then holds the responses table exclusively.
@@ -353,11 +366,14 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
             zone,
         )
         await conn.execute("ALTER TABLE responses ENABLE TRIGGER responses_index_update")
-    await conn.execute("TRUNCATE index_deltas, index_rollup, index_rollup_stage")
+    await conn.execute(
+        "TRUNCATE index_deltas, index_rollup, index_rollup_stage, index_rollup_survey"
+    )
     d = "(x.score - x.scale_min)"
     own = f"""
         (SELECT x.org_id, false AS tree, x.stage, date_trunc('month', x.occurred_on)::date AS month,
                 coalesce(x.channel, '') AS channel, x.customer_type, x.scale_min, x.scale_max,
+                x.survey_version_id,
                 1 AS n, {d} AS sum_d, {d} * {d} AS sum_d2,
                 (x.score >= x.scale_max - 1)::int AS top2,
                 (x.primary_type = 'nps')::int AS nps_n,
@@ -374,3 +390,10 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
     await conn.execute(_upsert(FINE, tree))
     coarse = f"(SELECT org_id, tree, {_columns(KEY + STATS)} FROM index_rollup) AS fine"
     await conn.execute(_upsert(COARSE, coarse))
+    await conn.execute(_upsert(SURVEY, own))
+    by_survey = f"""
+        (SELECT a.id AS org_id, true AS tree, {_columns(SURVEY.key + STATS, "r.")}
+         FROM index_rollup_survey r JOIN orgs o ON o.id = r.org_id
+         CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
+    """
+    await conn.execute(_upsert(SURVEY, by_survey))

@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.indices import store
 from app.platform import clock
+from app.platform.db import driver_connection
 from tests.evaluations.conftest import MIN_N, issue
 from tests.indices.brute import Raw, assert_close, brute_index
 
@@ -173,6 +175,7 @@ scheme = st.none() | st.fixed_dictionaries(
     org_targets=st.dictionaries(st.integers(0, 5), st.sampled_from([0, 45, 60, 75]), max_size=3),
     weights_on=st.none() | st.tuples(st.integers(0, 5), st.sampled_from([{"delivery": 3}])),
     scheme_body=scheme,
+    settle=st.sampled_from(["pending", "folded", "rebuilt"]),
 )
 async def test_scorecards_match_the_brute_force(
     eval_app: Any,
@@ -187,6 +190,7 @@ async def test_scorecards_match_the_brute_force(
     org_targets: dict[int, int],
     weights_on: tuple[int, dict[str, float]] | None,
     scheme_body: dict[str, Any] | None,
+    settle: str,
 ) -> None:
     savepoint = await connection.begin_nested()
     try:
@@ -203,6 +207,7 @@ async def test_scorecards_match_the_brute_force(
             org_targets,
             weights_on,
             scheme_body,
+            settle,
         )
     finally:
         await savepoint.rollback()
@@ -219,6 +224,7 @@ async def _scenario(
     org_targets: dict[int, int],
     weights_on: tuple[int, dict[str, float]] | None,
     scheme_body: dict[str, Any] | None,
+    settle: str,
 ) -> None:
     admin = await issue(app)
     world = World(created={})
@@ -282,6 +288,16 @@ async def _scenario(
                 raw=Raw(stage, body["answers"]["q"], lo, hi, is_nps=kind == "nps"),
             )
         )
+    # The responses' sums: still pending deltas, folded into the rollups, or rebuilt from the rows.
+    if settle != "pending":
+        async with app.state.sessionmaker() as session, session.begin():
+            conn = await driver_connection(session)
+            if settle == "folded":
+                while await store.fold(conn) > 0:
+                    pass
+            else:
+                await store.rebuild(conn)
+        event(f"sums {settle}")
     for org_i, csi in org_targets.items():
         r = await client.put(f"/v1/orgs/{CODES[org_i]}/targets/{PERIOD}", json={"csi": csi},
                              headers=admin)  # fmt: skip
