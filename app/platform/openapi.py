@@ -62,7 +62,9 @@ _BODY = {
     "415": "The body is not JSON.",
 }
 _INVALID = "The request breaks a rule of the contract."
-_CONFLICT = "Conflicts with what is stored (a duplicate code, other content, a cycle)."
+_CONFLICT = (
+    "Conflicts with what is stored (a duplicate code, other content, a cycle, a closed period)."
+)
 _WRITES = frozenset({"post", "put", "patch", "delete"})
 _BODY_METHODS = frozenset({"post", "put", "patch"})
 _HEADERS: dict[str, dict[str, Any]] = {
