@@ -7,7 +7,12 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.platform.errors import PayloadTooLarge, UnsupportedMediaType, render
-from app.platform.limits import DRAIN_MAX_BYTES, DRAIN_SECONDS, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES
+from app.platform.limits import (
+    DRAIN_IDLE_SECONDS,
+    DRAIN_SECONDS,
+    MAX_BATCH_BODY_BYTES,
+    MAX_BODY_BYTES,
+)
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -70,12 +75,13 @@ async def _drain(receive: Receive) -> bool:
 
     Most clients (httpx, requests, browsers' fetch) send the whole body before they read the
     answer: closing the connection on unread bytes makes the kernel reset it, and the client
-    sees a broken connection instead of the 413. A body not far over the limit is read away.
+    sees a broken connection instead of the 413. So the body is read away, whatever its size,
+    for at most DRAIN_SECONDS and with no gap longer than DRAIN_IDLE_SECONDS.
     """
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
             while True:
-                message = await receive()
+                message = await asyncio.wait_for(receive(), DRAIN_IDLE_SECONDS)
                 if message["type"] == "http.disconnect":
                     return False
                 if not message.get("more_body", False):
@@ -85,8 +91,9 @@ async def _drain(receive: Receive) -> bool:
 
 
 class BodyLimit(HttpMiddleware):
-    """413 problem+json for a body over its limit: at once when Content-Length says so, else as
-    soon as the bytes read pass it; the connection is then closed, not read to its end."""
+    """413 problem+json for a body over its limit: unread past its headers when Content-Length
+    says so, else as soon as the bytes read pass it. The body is read away first (for a bounded
+    time); a connection whose body was not read to its end is then closed."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = _limit(scope)
@@ -96,9 +103,7 @@ class BodyLimit(HttpMiddleware):
                 waiting = any(
                     n == b"expect" and v.lower() == b"100-continue" for n, v in scope["headers"]
                 )
-                drained = (
-                    not waiting and int(value) <= limit + DRAIN_MAX_BYTES and await _drain(receive)
-                )
+                drained = not waiting and await _drain(receive)
                 error = _too_large(limit)
                 if drained:  # the connection is clean and may be used again
                     error.headers = None
@@ -116,6 +121,8 @@ class BodyLimit(HttpMiddleware):
                     # Answer now and tell the app the client left: it stops reading, and
                     # whatever it tries to send afterwards is dropped.
                     answered = True
+                    if message.get("more_body", False):
+                        await _drain(receive)  # the rest, so that the close is not a reset
                     await render(_too_large(limit))(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message

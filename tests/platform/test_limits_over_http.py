@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,18 @@ async def test_an_oversize_body_gets_413_not_a_reset_connection(
                 ok = await client.get("/livez")
             assert statuses == [413] * 20
             assert ok.status_code == 200
+            # Far over the limit (20 MiB, declared or chunked): still the 413, never a reset.
+            huge = b'{"items": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for start in range(0, len(huge), 1024 * 1024):
+                    yield huge[start : start + 1024 * 1024]
+
+            async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+                for content in (huge, chunks()):
+                    r = await client.post("/v1/responses", content=content, headers=headers)
+                    assert r.status_code == 413, r.text
+                    assert r.json()["type"].endswith("/payload-too-large")
 
             # A client that waits for "100 Continue" is refused before it sends the body.
             host, port = api.base_url.removeprefix("http://").split(":")
