@@ -92,8 +92,16 @@ async def test_jsonl_stores_valid_lines_rejects_the_rest_and_reruns_safely(
     ]
     path = write_jsonl(tmp_path / "responses.jsonl", lines)
 
+    analyzed = "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'responses'"
+    async with engine.connect() as conn:
+        before = (await conn.exec_driver_sql(analyzed)).scalar_one()
     first = cx(settings, "import", "responses", path)
     assert first.returncode == 1, first.stderr
+    # The import analyzed what it changed: reads right after it are planned on fresh statistics.
+    async with engine.connect() as conn:
+        after = (await conn.exec_driver_sql(analyzed)).scalar_one()
+    assert after is not None
+    assert before is None or after > before
     assert "2,504 records" in first.stderr
     assert "created 2,500" in first.stderr
     assert "invalid 4" in first.stderr

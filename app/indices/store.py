@@ -349,6 +349,19 @@ async def move_subtree(
             await conn.execute(_upsert(rollup, moved), org_id, new_ancestors)
 
 
+STATISTICS_TABLES = (
+    "responses",
+    "index_deltas",
+    *(rollup.table for rollup in ROLLUPS),
+)
+
+
+async def analyze(conn: Any, tables: Sequence[str] = STATISTICS_TABLES) -> None:
+    """Refresh the planner's statistics of the tables a bulk change touched (autovacuum may be
+    off, or late: a read must not be planned on the row counts of an empty table)."""
+    await conn.execute(f"ANALYZE {', '.join(tables)}")
+
+
 async def rebuild(conn: Any, *, zone: str | None = None) -> None:
     """Recompute the rollups from the raw responses (after a bulk backfill or a repair).
 
@@ -397,3 +410,4 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
          CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
     """
     await conn.execute(_upsert(SURVEY, by_survey))
+    await analyze(conn)

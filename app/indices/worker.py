@@ -36,13 +36,38 @@ async def fold_all(engine: AsyncEngine) -> int:
     return total
 
 
-async def run(engine: AsyncEngine, *, interval: float, stop: asyncio.Event) -> None:
-    """Fold every `interval` seconds until `stop`; a backlog is folded chunk after chunk."""
+# A catch-up of this many delta rows or more ends with ANALYZE of the rollups and the deltas: the
+# plans of the reads after a backfill must see the tables as they now are.
+ANALYZE_AFTER_ROWS = store.FOLD_CHUNK  # a catch-up that needed more than one chunk
+
+
+async def analyze_rollups(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await store.analyze(raw, [t for t in store.STATISTICS_TABLES if t != "responses"])
+
+
+async def run(
+    engine: AsyncEngine,
+    *,
+    interval: float,
+    stop: asyncio.Event,
+    analyze_after: int = ANALYZE_AFTER_ROWS,
+) -> None:
+    """Fold every `interval` seconds until `stop`; a backlog is folded chunk after chunk, and
+    a large one is followed by fresh statistics."""
     failing = False
+    caught_up = 0  # rows folded since the statistics were last refreshed
     while not stop.is_set():
         folded = 0
         try:
             folded = await fold_once(engine)
+            caught_up += folded
+            if folded < store.FOLD_CHUNK and caught_up >= analyze_after:
+                await analyze_rollups(engine)
+                logger.info("analyzed the index tables after folding %d rows", caught_up)
+                caught_up = 0
         except Exception as exc:  # the database may be away; readers stay exact without the fold
             # One traceback per outage, then a line per attempt: not a traceback every second.
             logger.warning(

@@ -23,6 +23,7 @@ from typing import Any, cast
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.indices import store
 from app.keys.scopes import Scope
 from app.keys.service import Principal
 from app.platform.config import Settings
@@ -230,9 +231,14 @@ async def import_responses(
     With workers > 1, batches are checked and written by that many processes; memory stays
     bounded by (workers + 1) batches in flight."""
     with _writer(engine, settings, source, workers) as write_batch:
-        return await _import(
+        summary = await _import(
             engine, write_batch, path, fmt, rejects, batch_size, workers + 1, progress
         )
+    if summary.records:  # fresh statistics for the reads right after a backfill
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await store.analyze(raw)
+    return summary
 
 
 async def _import(
