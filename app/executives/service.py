@@ -204,6 +204,10 @@ async def put_purview(
         if org_code not in ids:
             raise unknown_org(org_code, ("body", "orgs", position))
     await guard.writable(session, period)
+    # One replacement at a time per executive: a concurrent one sees this one's rows.
+    await session.execute(
+        select(Executive.id).where(Executive.id == executive.id).with_for_update()
+    )
     before = [o.code for o in await purview_orgs(session, executive_id=executive.id, period=period)]
     after = list(seen)
     if before != after:

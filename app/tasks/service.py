@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -296,8 +297,21 @@ async def create_task(
         external_id=data.external_id,
         origin=origin,
     )
-    session.add(task)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(task)
+            await session.flush()
+    except IntegrityError:
+        # The same external id, created by a concurrent request meanwhile: judged as a repeat.
+        existing = await session.scalar(
+            select(Task).where(Task.org_id == org.id, Task.external_id == data.external_id)
+        )
+        if existing is None or existing.origin != origin:
+            raise TaskExists(
+                f"Org {org.code!r} has a task with external id {data.external_id!r}"
+                " and other content."
+            ) from None
+        return existing, False
     await session.refresh(task)
     await audit.record(
         session,
@@ -332,9 +346,19 @@ async def patch_task(
     for field in data.model_fields_set:
         if getattr(data, field) is None:
             raise ValidationFailed.at(("body", field), f"{field} may not be null")
+    await guard.writable(session, task.period)
+    # The task as it is now, locked: concurrent changes queue, none is lost, and none passes
+    # a drop committed meanwhile.
+    locked = await session.scalar(
+        select(Task)
+        .where(Task.id == task.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert locked is not None
+    task = locked
     if task.status == TaskStatus.dropped:
         raise TaskDropped(f"Task {task.id} was dropped: it takes no change.")
-    await guard.writable(session, task.period)
     changed: list[str] = [
         field
         for field in ("status", "title", "due", "weight")
