@@ -170,6 +170,18 @@ async def list_executives(
     return rows, rows[-1].code if more and rows else None
 
 
+async def _writing(
+    session: AsyncSession, *, code: str, period: str, principal: Principal
+) -> tuple[Executive, str]:
+    """The executive and the normalized period of a write to what the period holds: 403 for an
+    org-bound key, 422 for a malformed period, 404 for an unknown executive, 409 when closed."""
+    require_unbound(principal)
+    period = check_period(period)
+    executive = await get_visible(session, code=code, principal=principal)
+    await guard.writable(session, period)
+    return executive, period
+
+
 # ---- purviews --------------------------------------------------------------------------------
 
 
@@ -188,9 +200,7 @@ async def put_purview(
     session: AsyncSession, *, code: str, period: str, orgs: Sequence[str], principal: Principal
 ) -> tuple[PurviewOut, bool]:
     """Replace the executive's purview for `period` (audited); and whether it is new."""
-    require_unbound(principal)
-    period = check_period(period)
-    executive = await get_visible(session, code=code, principal=principal)
+    executive, period = await _writing(session, code=code, period=period, principal=principal)
     seen: dict[str, int] = {}
     for position, org_code in enumerate(orgs):
         if org_code in seen:
@@ -203,7 +213,6 @@ async def put_purview(
     for org_code, position in seen.items():
         if org_code not in ids:
             raise unknown_org(org_code, ("body", "orgs", position))
-    await guard.writable(session, period)
     # One replacement at a time per executive: a concurrent one sees this one's rows.
     await session.execute(
         select(Executive.id).where(Executive.id == executive.id).with_for_update()
@@ -248,10 +257,7 @@ async def delete_purview(
     session: AsyncSession, *, code: str, period: str, principal: Principal
 ) -> None:
     """Remove the executive's purview for `period` (audited): it leaves that evaluation."""
-    require_unbound(principal)
-    period = check_period(period)
-    executive = await get_visible(session, code=code, principal=principal)
-    await guard.writable(session, period)
+    executive, period = await _writing(session, code=code, period=period, principal=principal)
     result = await session.execute(
         delete(Purview).where(Purview.executive_id == executive.id, Purview.period == period)
     )
@@ -273,10 +279,7 @@ async def put_target(
     session: AsyncSession, *, code: str, period: str, csi: float, principal: Principal
 ) -> tuple[ExecutiveTargetOut, bool]:
     """Set the executive's target for `period` (audited); and whether it is new."""
-    require_unbound(principal)
-    period = check_period(period)
-    executive = await get_visible(session, code=code, principal=principal)
-    await guard.writable(session, period)
+    executive, period = await _writing(session, code=code, period=period, principal=principal)
     before = await session.scalar(
         select(ExecutiveTarget.csi).where(
             ExecutiveTarget.executive_id == executive.id, ExecutiveTarget.period == period
@@ -321,10 +324,7 @@ async def delete_target(
     session: AsyncSession, *, code: str, period: str, principal: Principal
 ) -> None:
     """Remove the executive's target for `period` (audited); 404 when there is none."""
-    require_unbound(principal)
-    period = check_period(period)
-    executive = await get_visible(session, code=code, principal=principal)
-    await guard.writable(session, period)
+    executive, period = await _writing(session, code=code, period=period, principal=principal)
     result = await session.execute(
         delete(ExecutiveTarget).where(
             ExecutiveTarget.executive_id == executive.id, ExecutiveTarget.period == period

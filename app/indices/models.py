@@ -30,7 +30,19 @@ from app.stages import Stage
 from app.surveys.models import StageType
 
 
-class _Stats:
+class _Sums:
+    """The integer sums of a set of responses (see indices.math.ScaleStats)."""
+
+    n: Mapped[int] = mapped_column(BigInteger)
+    sum_d: Mapped[int] = mapped_column(BigInteger)
+    sum_d2: Mapped[int] = mapped_column(BigInteger)
+    top2: Mapped[int] = mapped_column(BigInteger)
+    nps_n: Mapped[int] = mapped_column(BigInteger)
+    promoters: Mapped[int] = mapped_column(BigInteger)
+    detractors: Mapped[int] = mapped_column(BigInteger)
+
+
+class _Stats(_Sums):
     """Integer sums over responses of one (org, stage, month, channel, customer type, scale)."""
 
     stage: Mapped[Stage] = mapped_column(StageType)
@@ -39,13 +51,6 @@ class _Stats:
     customer_type: Mapped[CustomerType] = mapped_column(CustomerTypeType)
     scale_min: Mapped[int] = mapped_column(SmallInteger)
     scale_max: Mapped[int] = mapped_column(SmallInteger)
-    n: Mapped[int] = mapped_column(BigInteger)
-    sum_d: Mapped[int] = mapped_column(BigInteger)
-    sum_d2: Mapped[int] = mapped_column(BigInteger)
-    top2: Mapped[int] = mapped_column(BigInteger)
-    nps_n: Mapped[int] = mapped_column(BigInteger)
-    promoters: Mapped[int] = mapped_column(BigInteger)
-    detractors: Mapped[int] = mapped_column(BigInteger)
 
 
 class IndexDelta(_Stats, Base):
@@ -76,7 +81,7 @@ class IndexRollup(_Stats, Base):
     scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
 
 
-class IndexRollupStage(Base):
+class IndexRollupStage(_Sums, Base):
     """The same sums without channel and customer type: what unfiltered queries read."""
 
     __tablename__ = "index_rollup_stage"
@@ -87,16 +92,9 @@ class IndexRollupStage(Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger)
-    sum_d: Mapped[int] = mapped_column(BigInteger)
-    sum_d2: Mapped[int] = mapped_column(BigInteger)
-    top2: Mapped[int] = mapped_column(BigInteger)
-    nps_n: Mapped[int] = mapped_column(BigInteger)
-    promoters: Mapped[int] = mapped_column(BigInteger)
-    detractors: Mapped[int] = mapped_column(BigInteger)
 
 
-class IndexRollupSurvey(Base):
+class IndexRollupSurvey(_Sums, Base):
     """The sums per survey version (no channel or customer type): for measures on one survey."""
 
     __tablename__ = "index_rollup_survey"
@@ -108,13 +106,6 @@ class IndexRollupSurvey(Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    n: Mapped[int] = mapped_column(BigInteger)
-    sum_d: Mapped[int] = mapped_column(BigInteger)
-    sum_d2: Mapped[int] = mapped_column(BigInteger)
-    top2: Mapped[int] = mapped_column(BigInteger)
-    nps_n: Mapped[int] = mapped_column(BigInteger)
-    promoters: Mapped[int] = mapped_column(BigInteger)
-    detractors: Mapped[int] = mapped_column(BigInteger)
 
 
 class StageWeights(Base):

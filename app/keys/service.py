@@ -53,6 +53,11 @@ class Principal:
         return self.org_id is None or self.org_id in org_path
 
 
+def command_line(source: str | None = None) -> Principal:
+    """Who the command line acts as (imports): admin, audited as `cli`."""
+    return Principal(key_id="cli", name="import", scopes=frozenset({Scope.admin}), source=source)
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     key: ApiKey

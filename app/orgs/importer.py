@@ -16,8 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.keys.scopes import Scope
-from app.keys.service import Principal
+from app.keys.service import command_line
 from app.orgs.models import Org
 from app.orgs.schemas import OrgCreate
 from app.orgs.service import create_org
@@ -27,25 +26,16 @@ from app.platform.importing import (
     ByteCounter,
     CreateSummary,
     FileFormat,
-    ImportFileError,
     Rejects,
+    columns,
     read_records,
 )
 
 COLUMNS = ("code", "name", "parent", "kind")
 REQUIRED = ("code", "name")
-ADMIN = Principal(key_id="cli", name="import", scopes=frozenset({Scope.admin}))
 
 
-def check_columns(header: list[str]) -> None:
-    unknown = [name for name in header if name not in COLUMNS]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s): {', '.join(unknown)}; expected {', '.join(COLUMNS)}"
-        )
-    missing = [name for name in REQUIRED if name not in header]
-    if missing:
-        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
+check_columns = columns(COLUMNS, REQUIRED)
 
 
 async def _existing(
@@ -147,7 +137,7 @@ async def import_orgs(
             else:
                 try:
                     async with session.begin_nested():
-                        await create_org(session, data=org, principal=ADMIN)
+                        await create_org(session, data=org, principal=command_line())
                 except AppError as exc:
                     rejects.add(line, "invalid", exc.detail)
                 else:

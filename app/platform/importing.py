@@ -77,6 +77,22 @@ NOT_UTF8 = "not valid UTF-8"
 ColumnCheck = Callable[[list[str]], None]
 
 
+def columns(known: tuple[str, ...], required: tuple[str, ...]) -> ColumnCheck:
+    """A check of a CSV header: only `known` columns, every `required` one."""
+
+    def check(header: list[str]) -> None:
+        unknown = [name for name in header if name not in known]
+        if unknown:
+            raise ImportFileError(
+                f"unknown column(s): {', '.join(unknown)}; expected {', '.join(known)}"
+            )
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise ImportFileError(f"missing column(s): {', '.join(missing)}")
+
+    return check
+
+
 def read_records(
     path: Path, fmt: FileFormat, counter: ByteCounter, *, check_columns: ColumnCheck
 ) -> Iterator[Record]:

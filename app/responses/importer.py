@@ -24,8 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.indices import store
-from app.keys.scopes import Scope
-from app.keys.service import Principal
+from app.keys.service import Principal, command_line
 from app.platform.config import Settings
 from app.platform.db import create_engine, create_sessionmaker
 from app.platform.importing import (
@@ -155,7 +154,7 @@ def _worker_start(url: str, settings_data: dict[str, Any], source: str | None) -
         loop=loop,
         settings=settings,
         sessionmaker=create_sessionmaker(engine),
-        principal=_principal(source),
+        principal=command_line(source),
     )
     atexit.register(lambda: loop.run_until_complete(engine.dispose()))
 
@@ -181,10 +180,6 @@ async def _write_batch(
     return out.results
 
 
-def _principal(source: str | None) -> Principal:
-    return Principal(key_id="cli", name="import", scopes=frozenset({Scope.admin}), source=source)
-
-
 @contextmanager
 def _writer(
     engine: AsyncEngine, settings: Settings, source: str | None, workers: int
@@ -193,7 +188,7 @@ def _writer(
     each validating and writing whole batches while this one reads the file."""
     if workers <= 1:
         sessionmaker = create_sessionmaker(engine)
-        principal = _principal(source)
+        principal = command_line(source)
 
         async def here(items: list[Any]) -> list[BatchItemResult]:
             return await _write_batch(sessionmaker, principal, settings, items)

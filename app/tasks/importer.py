@@ -17,8 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.keys.scopes import Scope
-from app.keys.service import Principal
+from app.keys.service import command_line
 from app.orgs.models import Org
 from app.platform.db import create_sessionmaker
 from app.platform.errors import AppError, Conflict
@@ -26,8 +25,8 @@ from app.platform.importing import (
     ByteCounter,
     CreateSummary,
     FileFormat,
-    ImportFileError,
     Rejects,
+    columns,
     read_records,
 )
 from app.tasks.schemas import TaskImport
@@ -48,18 +47,9 @@ MEASURE = ("csi_target", "stages", "customer_type", "channel", "survey")
 COLUMNS = (*FIELDS, *(f"measure.{m}" for m in MEASURE))
 REQUIRED = ("org", "title", "period", "customer_group", "due")
 CHUNK = 500
-CLI = Principal(key_id="cli", name="import", scopes=frozenset({Scope.admin}))
 
 
-def check_columns(header: list[str]) -> None:
-    unknown = [name for name in header if name not in COLUMNS]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s): {', '.join(unknown)}; expected {', '.join(COLUMNS)}"
-        )
-    missing = [name for name in REQUIRED if name not in header]
-    if missing:
-        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
+check_columns = columns(COLUMNS, REQUIRED)
 
 
 def _number(value: str) -> Any:
@@ -110,6 +100,7 @@ async def import_tasks(
     counter = ByteCounter()
     sessionmaker = create_sessionmaker(engine)
     orgs: dict[str, Org | None] = {}
+    cli = command_line()
     records = read_records(path, fmt, counter, check_columns=check_columns)
     done = False
     while not done:
@@ -138,7 +129,7 @@ async def import_tasks(
                     continue
                 try:
                     async with session.begin_nested():
-                        _, created = await create_task(session, org=org, data=task, principal=CLI)
+                        _, created = await create_task(session, org=org, data=task, principal=cli)
                 except AppError as exc:
                     status = "conflict" if isinstance(exc, Conflict) else "invalid"
                     rejects.add(record.line, status, exc.detail, exc.errors)

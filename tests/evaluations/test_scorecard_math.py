@@ -23,7 +23,7 @@ from app.indices import store
 from app.platform import clock
 from app.platform.db import driver_connection
 from tests.evaluations.conftest import MIN_N, issue
-from tests.indices.brute import Raw, assert_close, brute_index
+from tests.indices.brute import Placements, Raw, assert_close, brute_index
 
 CODES = [f"O{i}" for i in range(6)]
 PERIOD = "2026-Q1"
@@ -54,26 +54,8 @@ class Posted:
 
 
 @dataclass
-class World:
-    created: dict[str, str | None]
-    moves: dict[str, dict[date, str | None]] = field(default_factory=dict)
+class World(Placements):
     responses: list[Posted] = field(default_factory=list)
-
-    def parent_on(self, org: str, day: date) -> str | None:
-        dated = [d for d in self.moves.get(org, {}) if d <= day]
-        return self.moves[org][max(dated)] if dated else self.created[org]
-
-    def chain(self, org: str, day: date) -> list[str] | None:
-        seen = [org]
-        while (up := self.parent_on(seen[-1], day)) is not None:
-            if up in seen:
-                return None
-            seen.append(up)
-        return seen
-
-    def acyclic(self) -> bool:
-        days = [date.min, *(d for m in self.moves.values() for d in m)]
-        return all(self.chain(o, d) is not None for d in days for o in self.created)
 
     def under(self, orgs: list[str], *, day_of_tree: date | None = None) -> list[Posted]:
         """Responses of the period counted for any of `orgs` in the history tree (or the

@@ -8,9 +8,35 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 STAGES = ("purchase", "consultation", "rental", "delivery", "after_service")
+
+
+@dataclass
+class Placements:
+    """Each org's placements as the contract states them: its creation parent, dated moves."""
+
+    created: dict[str, str | None]
+    moves: dict[str, dict[date, str | None]] = field(default_factory=dict)
+
+    def parent_on(self, org: str, day: date) -> str | None:
+        dated = [d for d in self.moves.get(org, {}) if d <= day]
+        return self.moves[org][max(dated)] if dated else self.created[org]
+
+    def chain(self, org: str, day: date) -> list[str] | None:
+        """org and its ancestors on `day`; None when the walk never ends (a cycle)."""
+        seen = [org]
+        while (up := self.parent_on(seen[-1], day)) is not None:
+            if up in seen:
+                return None
+            seen.append(up)
+        return seen
+
+    def acyclic(self) -> bool:
+        days = [date.min, *(d for m in self.moves.values() for d in m)]
+        return all(self.chain(o, d) is not None for d in days for o in self.created)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.indices import store
 from app.platform import clock
 from app.platform.db import driver_connection
-from tests.indices.brute import Raw, assert_close, brute_index
+from tests.indices.brute import Placements, Raw, assert_close, brute_index
 
 CODES = [f"O{i}" for i in range(7)]
 SURVEYS = {
@@ -50,29 +50,10 @@ MIN_N = 5
 
 
 @dataclass
-class Model:
+class Model(Placements):
     """The tree and the responses as the contract defines them."""
 
-    created: dict[str, str | None]
-    moves: dict[str, dict[date, str | None]] = field(default_factory=dict)
     responses: list[tuple[str, date, Raw]] = field(default_factory=list)
-
-    def parent_on(self, org: str, day: date) -> str | None:
-        dated = [d for d in self.moves.get(org, {}) if d <= day]
-        return self.moves[org][max(dated)] if dated else self.created[org]
-
-    def chain(self, org: str, day: date) -> list[str] | None:
-        """org and its ancestors on `day`; None when the walk never ends (a cycle)."""
-        seen = [org]
-        while (up := self.parent_on(seen[-1], day)) is not None:
-            if up in seen:
-                return None
-            seen.append(up)
-        return seen
-
-    def acyclic(self) -> bool:
-        days = [date.min, *(d for m in self.moves.values() for d in m)]
-        return all(self.chain(o, d) is not None for d in days for o in self.created)
 
     def tree_day(self, mode: str, response_day: date, today: date) -> date:
         if mode == "current":
