@@ -16,9 +16,14 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cx-survey needs Python 3.11 or newer (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 
+# The client generator of tests/platform/test_generated_client.py wants an older typer than
+# the service: it gets a directory of its own inside the venv, put first on its PYTHONPATH.
+GENERATOR ?= openapi-python-client>=0.29,<0.30
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade --target $(VENV)/generator '$(GENERATOR)'
 	@touch $(STAMP)
 
 install: $(STAMP)

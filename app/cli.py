@@ -154,7 +154,8 @@ def serve(
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level),
         access_log=False,  # platform.logs.RequestContext writes the access line, without raw paths
-        proxy_headers=True,
+        # The client address is ours to resolve (CX_TRUSTED_PROXIES, see platform.ratelimit).
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
@@ -271,7 +272,8 @@ def purge(
     typer.echo(
         f"{verb} {result.responses} responses that occurred before "
         f"{result.cutoff.isoformat()} ({months} months), "
-        f"{result.idempotency_records} expired idempotency records"
+        f"{result.idempotency_records} expired idempotency records, "
+        f"{result.invitations} invitations"
     )
 
 

@@ -19,6 +19,8 @@ from app.idempotency import service as idempotency
 from app.idempotency.middleware import Idempotency
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
+from app.invitations.router import public_router as public_invitations_router
+from app.invitations.router import router as invitations_router
 from app.keys.router import router as keys_router
 from app.orgs.router import router as orgs_router
 from app.platform import health, metrics
@@ -28,7 +30,7 @@ from app.platform.errors import register_error_handlers
 from app.platform.logs import RequestContext, install_request_ids
 from app.platform.meta import check_reporting_timezone
 from app.platform.middleware import BodyLimit, JsonOnly
-from app.platform.openapi import complete
+from app.platform.openapi import complete, operation_id
 from app.platform.ratelimit import build_limiter
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 await folder
             await sweeper
             await app.state.limiter.close()
+            await app.state.public_limiter.close()
             if own_engine:
                 await app.state.engine.dispose()
 
@@ -101,12 +104,14 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         lifespan=lifespan,
         # A body without Content-Type is read as JSON; other types are refused by JsonOnly.
         strict_content_type=False,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     app.state.limiter = build_limiter(settings)
+    app.state.public_limiter = build_limiter(settings, public=True)
     metrics.POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
     app.add_middleware(Idempotency)  # innermost: sees bodies already checked for size and type
     app.add_middleware(JsonOnly)
@@ -132,6 +137,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         executives_router,
         tasks_router,
         evaluations_router,
+        invitations_router,
+        public_invitations_router,
         erasure_router,
         keys_router,
         audit_router,

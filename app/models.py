@@ -12,6 +12,7 @@ from app.indices.models import (
     StageWeights,
     Target,
 )
+from app.invitations.models import ContactRules, Invitation, OptOut, SamplingRule
 from app.keys.models import ApiKey
 from app.orgs.models import Org, OrgPlacement, TreeState
 from app.platform.meta import Meta
@@ -22,6 +23,7 @@ from app.tasks.models import Task
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "ContactRules",
     "EvaluationPeriod",
     "EvaluationVersion",
     "Executive",
@@ -32,11 +34,14 @@ __all__ = [
     "IndexRollup",
     "IndexRollupStage",
     "IndexRollupSurvey",
+    "Invitation",
     "Meta",
+    "OptOut",
     "Org",
     "OrgPlacement",
     "Purview",
     "Response",
+    "SamplingRule",
     "Scheme",
     "StageWeights",
     "Survey",

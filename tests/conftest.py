@@ -100,6 +100,8 @@ def settings(database_url: str) -> Settings:
         # High enough that no test trips it by accident, so the limiter still runs on every call.
         rate_limit_per_second=100_000,
         rate_limit_burst=100_000,
+        public_rate_limit_per_second=100_000,
+        public_rate_limit_burst=100_000,
     )
 
 
@@ -176,7 +178,8 @@ async def admin(client: httpx.AsyncClient, make_key: KeyFactory) -> dict[str, st
 
 TABLES = (
     "evaluation_scorecards, evaluation_versions, evaluation_periods, evaluation_schemes,"
-    " purviews, executive_targets, executives, tasks, responses, tombstones, index_deltas,"
+    " purviews, executive_targets, executives, tasks, invitations, sampling_rules,"
+    " contact_rules, opt_outs, responses, tombstones, index_deltas,"
     " index_rollup, index_rollup_stage, stage_weights, targets,"
     " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"
 )

@@ -20,8 +20,9 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.invitations import tokens
 from app.main import create_app
-from app.platform.config import Environment, Settings
+from app.platform.config import DEV_TOKEN_KEY, Environment, Settings
 from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.factories import STANDARD_TREE, response_body, standard_setup
 
@@ -29,6 +30,9 @@ ORGS = [code for code, _ in STANDARD_TREE]
 SPARE_KEY_ID = "0000000000aa"  # the key the fuzzer may revoke; its own key is never guessed
 SEEDED_RESPONSES = len(ORGS)  # ids 1..6: every test starts on tables emptied with RESTART IDENTITY
 CUSTOMER = "customer-42"
+# The seeded invitation (id 1) gets this salt, so that its token is known before the run.
+INVITATION_SALT = bytes(16)
+INVITATION_TOKEN = tokens.make(DEV_TOKEN_KEY, invitation_id=1, salt=INVITATION_SALT)
 
 
 class DeferredApp:
@@ -77,6 +81,9 @@ CONFIG = schemathesis.Config.from_dict(
             "channels": {"values": ["mobile", "mobile,web"]},
             "executives": {"values": ["E-KIM"]},
             "tasks": {"values": ["1"]},
+            "invitations": {"values": ["1"]},
+            "tokens": {"values": [INVITATION_TOKEN]},
+            "sources": {"values": ["delivery-app"]},
         },
         # OpenAPI does not close the set of query parameters, and the service ignores unknown
         # ones (as clients expect of an evolving API): an extra parameter is not invalid data.
@@ -88,6 +95,9 @@ CONFIG = schemathesis.Config.from_dict(
             "path.ref": {"dictionary": "customers", "probability": 0.5},
             "path.version": {"dictionary": "versions", "probability": 0.6},
             "path.task_id": {"dictionary": "tasks", "probability": 0.6},
+            "path.invitation_id": {"dictionary": "invitations", "probability": 0.6},
+            "path.token": {"dictionary": "tokens", "probability": 0.7},
+            "path.source": {"dictionary": "sources", "probability": 0.6},
             # Query parameters of the index operations (`from`/`to` elsewhere are instants,
             # which these dates do not match: there they are left to the generator).
             "query.period": {"dictionary": "periods", "probability": 0.6},
@@ -167,6 +177,20 @@ async def fuzz_headers(
             {"title": "t", "period": "2026", "customer_group": "internal", "due": "2026-12-01"},
         ),
         ("POST", "/v1/evaluations/2026-11/close", {}),
+        # An invitation (id 1, its token known: see INVITATION_SALT) and a sampling rule.
+        (
+            "POST",
+            "/v1/invitations",
+            {
+                "survey": "delivery-csat",
+                "org": "KR-DELIVERY-SEOUL",
+                "source": "delivery-app",
+                "external_id": "invited-1",
+                "occurred_at": "2026-11-20T10:00:00+09:00",
+                "customer": {"ref": "customer-7", "type": "end_user"},
+            },
+        ),
+        ("PUT", "/v1/sampling/delivery-app", {"rate": 1}),
     ]
     for method, url, seed in seeds:
         r = await committed_client.request(method, url, json=seed, headers=committed_admin)
@@ -178,6 +202,9 @@ async def fuzz_headers(
     async with engine.begin() as conn:
         await conn.exec_driver_sql(
             "UPDATE api_keys SET id = $1 WHERE id = $2", (SPARE_KEY_ID, r.json()["id"])
+        )
+        await conn.exec_driver_sql(
+            "UPDATE invitations SET salt = $1 WHERE id = 1", (INVITATION_SALT,)
         )
     return committed_admin
 

@@ -58,6 +58,9 @@ class Action(StrEnum):
     scheme_set = "scheme.set"
     evaluation_close = "evaluation.close"
     evaluation_reopen = "evaluation.reopen"
+    sampling_set = "sampling.set"
+    sampling_delete = "sampling.delete"
+    contact_rules_set = "contact_rules.set"
 
 
 # Detail fields that name orgs: shown to an org-bound viewer only when inside its subtree.

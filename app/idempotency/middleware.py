@@ -27,7 +27,7 @@ logger = logging.getLogger("cx_survey.idempotency")
 # POST endpoints the header applies to. /v1/keys is refused: its answer holds a new key's
 # secret, which is never stored, so it could not be replayed.
 IDEMPOTENT_PATHS = frozenset({"/v1/orgs", "/v1/surveys", "/v1/responses", "/v1/responses/batch"})
-UNSUPPORTED_PATHS = frozenset({"/v1/keys"})
+UNSUPPORTED_PATHS = frozenset({"/v1/keys", "/v1/invitations"})
 _SEEN = IDEMPOTENT_PATHS | UNSUPPORTED_PATHS
 
 
@@ -56,7 +56,12 @@ def _idempotency_key(values: list[str], path: str) -> str:
     if path in UNSUPPORTED_PATHS:
         raise InvalidIdempotencyKey(
             f"POST {path} does not take an Idempotency-Key: its answer holds a secret "
-            "that is never stored. Retry only after listing what exists."
+            "that is never stored."
+            + (
+                " It is idempotent on (source, external_id): simply retry."
+                if path == "/v1/invitations"
+                else " Retry only after listing what exists."
+            )
         )
     return key
 

@@ -61,29 +61,25 @@ def _one_of(values: type[StrEnum]) -> str:
 _CHANNEL = "[^,\t ](?:[^,]{0,62}[^,\t ])?"  # 1 to 64 characters: no comma, no blank at the ends
 
 
-async def _base_scope(
-    settings: SettingsDep,
-    stages: Annotated[
-        str | None,
-        Query(description="Comma-separated stages.", json_schema_extra=_list_of(_one_of(Stage))),
-    ] = None,
-    channel: Annotated[
-        str | None,
-        Query(description="Comma-separated channels.", json_schema_extra=_list_of(_CHANNEL)),
-    ] = None,
-    customer_type: Annotated[
-        str | None,
-        Query(
-            description="Comma-separated customer types.",
-            json_schema_extra=_list_of(_one_of(CustomerType)),
-        ),
-    ] = None,
-    include_descendants: bool = True,
-    min_n: Annotated[
-        int | None, Query(ge=1, le=1_000_000, description="Minimum n of a stage (≥ the floor).")
-    ] = None,
-) -> service.Scope:
-    """The filters and thresholds shared by every index route."""
+StagesQuery = Annotated[
+    str | None,
+    Query(description="Comma-separated stages.", json_schema_extra=_list_of(_one_of(Stage))),
+]
+ChannelQuery = Annotated[
+    str | None,
+    Query(description="Comma-separated channels.", json_schema_extra=_list_of(_CHANNEL)),
+]
+CustomerTypeQuery = Annotated[
+    str | None,
+    Query(
+        description="Comma-separated customer types.",
+        json_schema_extra=_list_of(_one_of(CustomerType)),
+    ),
+]
+
+
+def parse_filters(stages: str | None, channel: str | None, customer_type: str | None) -> Filters:
+    """The index filters of the query (each a comma-separated list; empty: no filter)."""
     try:
         stage_list = [Stage(s) for s in _csv(stages, "stages") or []] or None
     except ValueError as exc:
@@ -97,12 +93,27 @@ async def _base_scope(
     channels = _csv(channel, "channel")
     if channels is not None and any(len(c) > 64 for c in channels):
         raise ValidationFailed.at(("query", "channel"), "a channel has at most 64 characters")
+    return Filters(stages=stage_list, channels=channels, customer_types=types)
+
+
+async def _base_scope(
+    settings: SettingsDep,
+    stages: StagesQuery = None,
+    channel: ChannelQuery = None,
+    customer_type: CustomerTypeQuery = None,
+    include_descendants: bool = True,
+    min_n: Annotated[
+        int | None, Query(ge=1, le=1_000_000, description="Minimum n of a stage (≥ the floor).")
+    ] = None,
+) -> service.Scope:
+    """The filters and thresholds shared by every index route."""
+    filters = parse_filters(stages, channel, customer_type)
     if min_n is not None and min_n < settings.min_n_floor:
         raise ValidationFailed.at(
             ("query", "min_n"), f"min_n may not be below the floor of {settings.min_n_floor}"
         )
     return service.Scope(
-        filters=Filters(stages=stage_list, channels=channels, customer_types=types),
+        filters=filters,
         include_descendants=include_descendants,
         min_n=min_n if min_n is not None else settings.min_n_default,
         tree=service.CURRENT,
@@ -113,18 +124,18 @@ async def _base_scope(
 _TREE = f"current|history|{DATE_PATTERN[1:-1]}"
 _CHILD_TREE = f"current|{DATE_PATTERN[1:-1]}"
 TREE_QUERY_SCHEMA = {"pattern": f"^(?:{_TREE})$"}
+TreeQuery = Annotated[
+    str | None,
+    Query(
+        description="current (default), history (each response in the tree of its own"
+        " date) or a date YYYY-MM-DD (the tree on that day).",
+        json_schema_extra=TREE_QUERY_SCHEMA,
+    ),
+]
 
 
 async def index_scope(
-    base: Annotated[service.Scope, Depends(_base_scope)],
-    tree: Annotated[
-        str | None,
-        Query(
-            description="current (default), history (each response in the tree of its own"
-            " date) or a date YYYY-MM-DD (the tree on that day).",
-            json_schema_extra=TREE_QUERY_SCHEMA,
-        ),
-    ] = None,
+    base: Annotated[service.Scope, Depends(_base_scope)], tree: TreeQuery = None
 ) -> service.Scope:
     """The shared scope, in the tree the request chose."""
     return replace(base, tree=service.parse_tree(tree))

@@ -312,37 +312,55 @@ def _month_range(months: Sequence[date]) -> tuple[date, date] | None:
     return (months[0], add_months(months[-1], 1)) if months else None
 
 
+@dataclass(frozen=True, slots=True)
+class Stretch:
+    """Days [start, end) over which the union of some orgs' scopes is one set of orgs."""
+
+    start: date
+    end: date
+    members: frozenset[int]
+    cover: Cover
+
+
+def stretches(
+    view: tree.TreeView, orgs: Sequence[int], window: Window, scope: Scope
+) -> list[Stretch]:
+    """The union of `orgs`' scopes over `window` in the scope's tree mode, as stretches of days
+    that each have one set of member orgs (one stretch unless the tree changes inside the
+    window in `history` mode)."""
+    if not scope.include_descendants:
+        only = frozenset(orgs)
+        return [Stretch(window.start, window.end, only, Cover((), tuple(sorted(only))))]
+    if scope.tree.mode == "history":
+        cuts = [d for d in view.timeline.dates if window.start < d < window.end]
+        bounds = [window.start, *cuts, window.end]
+        days = [(a, b, a) for a, b in itertools.pairwise(bounds)]
+    else:
+        days = [(window.start, window.end, scope.tree.day or scope.today)]
+    parts: list[Stretch] = []
+    for start, end, probe in days:
+        members, covered = view.cover_on(probe, orgs)
+        if parts and parts[-1].members == members:  # the same orgs: one stretch
+            parts[-1] = Stretch(parts[-1].start, end, members, covered)
+        else:
+            parts.append(Stretch(start, end, members, covered))
+    return parts
+
+
 def pieces(
     view: tree.TreeView, orgs: Sequence[int], window: Window, scope: Scope, *, group: int
 ) -> list[store.Piece]:
     """The responses of the union of `orgs`' scopes over `window`, in the scope's tree mode,
     with the scope's filters, counted for `group` (each response once however `orgs` nest)."""
-    if not scope.include_descendants:
-        only = frozenset(orgs)
-        parts = [(window.start, window.end, only, Cover((), tuple(sorted(only))))]
-    else:
-        if scope.tree.mode == "history":
-            cuts = [d for d in view.timeline.dates if window.start < d < window.end]
-            bounds = [window.start, *cuts, window.end]
-            days = [(a, b, a) for a, b in itertools.pairwise(bounds)]
-        else:
-            days = [(window.start, window.end, scope.tree.day or scope.today)]
-        parts = []
-        for start, end, probe in days:
-            members, covered = view.cover_on(probe, orgs)
-            if parts and parts[-1][2] == members:  # the same orgs: one stretch
-                parts[-1] = (parts[-1][0], end, members, covered)
-            else:
-                parts.append((start, end, members, covered))
     planned = []
-    for start, end, members, covered in parts:
-        months, edges = Window(start, end).months()
+    for part in stretches(view, orgs, window, scope):
+        months, edges = Window(part.start, part.end).months()
         planned.append(
             store.Piece(
                 group=group,
-                scope=sorted(members),
-                roots=covered.roots,
-                singles=covered.singles,
+                scope=sorted(part.members),
+                roots=part.cover.roots,
+                singles=part.cover.singles,
                 months=_month_range(months),
                 edges=edges,
                 filters=scope.filters,

@@ -15,4 +15,6 @@ class Scope(StrEnum):
     indices_write = "indices:write"
     evaluations_read = "evaluations:read"
     evaluations_write = "evaluations:write"
+    invitations_read = "invitations:read"
+    invitations_write = "invitations:write"
     admin = "admin"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_PSEUDONYM_KEY = "cx-survey-development-pseudonym-key-do-not-use-in-production"
+DEV_TOKEN_KEY = "cx-survey-development-invitation-token-key-do-not-use-in-production"  # noqa: S105
 
 
 class Environment(StrEnum):
@@ -37,7 +39,31 @@ class Settings(BaseSettings):
     )
     reporting_timezone: str = "UTC"
     pseudonym_key: str = DEV_PSEUDONYM_KEY
+    token_key: str = Field(
+        default=DEV_TOKEN_KEY,
+        description="Secret that invitation tokens are derived from; rotating it voids every "
+        "open invitation link.",
+    )
+    survey_url_template: str | None = Field(
+        default=None,
+        description="Where a frontend renders an invitation, with `{token}` in it "
+        "(https://surveys.example.com/s/{token}); unset: invitations have no url.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For is believed "
+        "(comma-separated); unset: the peer address is the client.",
+    )
+    public_rate_limit_per_second: float = Field(
+        default=5.0,
+        ge=0,
+        description="Requests per second each client address may make on the public invitation "
+        "routes; 0: no limit.",
+    )
+    public_rate_limit_burst: int = Field(
+        default=30, ge=1, description="Public requests an address may make at once."
+    )
     db_pool_size: int = Field(default=5, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_pool_timeout: float = Field(default=10.0, gt=0)
@@ -101,6 +127,21 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            return [ip_network(part, strict=False) for part in parts]
+        return value
+
+    @field_validator("survey_url_template")
+    @classmethod
+    def _has_token(cls, value: str | None) -> str | None:
+        if value and "{token}" not in value:
+            raise ValueError("CX_SURVEY_URL_TEMPLATE must contain {token}")
+        return value or None
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
@@ -120,10 +161,18 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "CX_PSEUDONYM_KEY must be set to a secret of your own when CX_ENV=production"
                 )
+            if self.token_key == DEV_TOKEN_KEY:
+                raise ValueError(
+                    "CX_TOKEN_KEY must be set to a secret of your own when CX_ENV=production"
+                )
             if "*" in self.cors_origins:
                 raise ValueError("CX_CORS_ORIGINS='*' is refused when CX_ENV=production")
         if len(self.pseudonym_key) < 32:
             raise ValueError("CX_PSEUDONYM_KEY must be at least 32 characters long")
+        if len(self.token_key) < 32:
+            raise ValueError("CX_TOKEN_KEY must be at least 32 characters long")
+        if self.token_key == self.pseudonym_key and self.env is Environment.production:
+            raise ValueError("CX_TOKEN_KEY and CX_PSEUDONYM_KEY must be different secrets")
         if self.min_n_default < self.min_n_floor:
             raise ValueError("CX_MIN_N_DEFAULT may not be below CX_MIN_N_FLOOR")
         return self

@@ -87,6 +87,8 @@ IndicesReader = Annotated[Principal, Depends(require(Scope.indices_read))]
 IndicesWriter = Annotated[Principal, Depends(require(Scope.indices_write))]
 EvaluationsReader = Annotated[Principal, Depends(require(Scope.evaluations_read))]
 EvaluationsWriter = Annotated[Principal, Depends(require(Scope.evaluations_write))]
+InvitationsReader = Annotated[Principal, Depends(require(Scope.invitations_read))]
+InvitationsWriter = Annotated[Principal, Depends(require(Scope.invitations_write))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 
 __all__ = [
@@ -95,6 +97,8 @@ __all__ = [
     "EvaluationsWriter",
     "IndicesReader",
     "IndicesWriter",
+    "InvitationsReader",
+    "InvitationsWriter",
     "OrgsWriter",
     "Pagination",
     "PrincipalDep",

@@ -3,6 +3,8 @@
 FastAPI documents the success response and its own 422 (as application/json); our errors are
 RFC 9457 problems. Every operation gets the error statuses it can answer, with the Problem
 schema under application/problem+json, so that clients and conformance checkers see the truth.
+Every operation also gets a short, stable operationId from one table: generated clients name
+their functions after it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.utils import generate_unique_id
 
 from app.idempotency.middleware import IDEMPOTENT_PATHS
 from app.idempotency.service import HEADER_PATTERN
@@ -61,6 +65,8 @@ _BODY = {
     "413": "The request body is too large.",
     "415": "The body is not JSON.",
 }
+# Routes a customer's browser calls with an invitation token instead of a key.
+PUBLIC_PREFIX = "/v1/public/"
 _INVALID = "The request breaks a rule of the contract."
 _CONFLICT = (
     "Conflicts with what is stored (a duplicate code, other content, a cycle, a closed period)."
@@ -91,6 +97,96 @@ _HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
+# (method, path as the document shows it) → operationId: camelCase, verb first. Clients name
+# their functions after these, so an id never changes once published; a new route adds a row
+# (tests/platform/test_openapi.py fails for a route without one).
+OPERATION_IDS: dict[tuple[str, str], str] = {
+    ("GET", "/livez"): "getLiveness",
+    ("GET", "/readyz"): "getReadiness",
+    ("GET", "/metrics"): "getMetrics",
+    ("GET", "/v1/stages"): "listStages",
+    ("POST", "/v1/orgs"): "createOrg",
+    ("GET", "/v1/orgs"): "listOrgs",
+    ("GET", "/v1/orgs/{code}"): "getOrg",
+    ("PATCH", "/v1/orgs/{code}"): "updateOrg",
+    ("GET", "/v1/orgs/{code}/subtree"): "getOrgSubtree",
+    ("GET", "/v1/orgs/{code}/history"): "getOrgHistory",
+    ("DELETE", "/v1/orgs/{code}/history/{effective}"): "deleteOrgPlacement",
+    ("GET", "/v1/orgs/{code}/index"): "getOrgIndex",
+    ("GET", "/v1/orgs/{code}/index/children"): "getOrgChildrenIndex",
+    ("GET", "/v1/orgs/{code}/index/series"): "getOrgIndexSeries",
+    ("GET", "/v1/orgs/{code}/stage-weights"): "getStageWeights",
+    ("PUT", "/v1/orgs/{code}/stage-weights"): "putStageWeights",
+    ("DELETE", "/v1/orgs/{code}/stage-weights"): "deleteStageWeights",
+    ("GET", "/v1/orgs/{code}/targets"): "listOrgTargets",
+    ("GET", "/v1/orgs/{code}/targets/{period}"): "getOrgTarget",
+    ("PUT", "/v1/orgs/{code}/targets/{period}"): "putOrgTarget",
+    ("DELETE", "/v1/orgs/{code}/targets/{period}"): "deleteOrgTarget",
+    ("POST", "/v1/orgs/{code}/tasks"): "createTask",
+    ("GET", "/v1/orgs/{code}/tasks"): "listOrgTasks",
+    ("GET", "/v1/tasks/{task_id}"): "getTask",
+    ("PATCH", "/v1/tasks/{task_id}"): "updateTask",
+    ("POST", "/v1/surveys"): "createSurvey",
+    ("GET", "/v1/surveys"): "listSurveys",
+    ("GET", "/v1/surveys/{code}"): "getSurvey",
+    ("PUT", "/v1/surveys/{code}"): "publishSurveyVersion",
+    ("GET", "/v1/surveys/{code}/versions/{version}"): "getSurveyVersion",
+    ("POST", "/v1/responses"): "postResponse",
+    ("POST", "/v1/responses/batch"): "postResponseBatch",
+    ("GET", "/v1/responses"): "listResponses",
+    ("GET", "/v1/responses/{response_id}"): "getResponse",
+    ("DELETE", "/v1/responses/{response_id}"): "deleteResponse",
+    ("DELETE", "/v1/customers/{ref}/responses"): "deleteCustomerResponses",
+    ("POST", "/v1/executives"): "createExecutive",
+    ("GET", "/v1/executives"): "listExecutives",
+    ("GET", "/v1/executives/{code}"): "getExecutive",
+    ("PATCH", "/v1/executives/{code}"): "updateExecutive",
+    ("GET", "/v1/executives/{code}/purview/{period}"): "getPurview",
+    ("PUT", "/v1/executives/{code}/purview/{period}"): "putPurview",
+    ("DELETE", "/v1/executives/{code}/purview/{period}"): "deletePurview",
+    ("GET", "/v1/executives/{code}/targets/{period}"): "getExecutiveTarget",
+    ("PUT", "/v1/executives/{code}/targets/{period}"): "putExecutiveTarget",
+    ("DELETE", "/v1/executives/{code}/targets/{period}"): "deleteExecutiveTarget",
+    ("GET", "/v1/executives/{code}/scorecard"): "getScorecard",
+    ("GET", "/v1/evaluations/{period}"): "getEvaluation",
+    ("POST", "/v1/evaluations/{period}/close"): "closeEvaluation",
+    ("POST", "/v1/evaluations/{period}/reopen"): "reopenEvaluation",
+    ("GET", "/v1/evaluations/{period}/versions/{version}"): "getEvaluationVersion",
+    ("GET", "/v1/evaluations/{period}/scheme"): "getEvaluationScheme",
+    ("PUT", "/v1/evaluations/{period}/scheme"): "putEvaluationScheme",
+    ("POST", "/v1/invitations"): "createInvitation",
+    ("GET", "/v1/invitations"): "listInvitations",
+    ("GET", "/v1/invitations/{invitation_id}"): "getInvitation",
+    ("DELETE", "/v1/invitations/{invitation_id}"): "cancelInvitation",
+    ("GET", "/v1/orgs/{code}/invitations/stats"): "getInvitationStats",
+    ("GET", "/v1/sampling"): "listSamplingRules",
+    ("GET", "/v1/sampling/{source}"): "getSamplingRule",
+    ("PUT", "/v1/sampling/{source}"): "putSamplingRule",
+    ("DELETE", "/v1/sampling/{source}"): "deleteSamplingRule",
+    ("GET", "/v1/contact-rules"): "getContactRules",
+    ("PUT", "/v1/contact-rules"): "putContactRules",
+    ("GET", "/v1/public/invitations/{token}"): "getPublicInvitation",
+    ("POST", "/v1/public/invitations/{token}/response"): "submitPublicInvitation",
+    ("POST", "/v1/public/invitations/{token}/opt-out"): "optOutPublicInvitation",
+    ("POST", "/v1/keys"): "createKey",
+    ("GET", "/v1/keys"): "listKeys",
+    ("DELETE", "/v1/keys/{key_id}"): "revokeKey",
+    ("GET", "/v1/audit"): "listAuditEvents",
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's operationId from OPERATION_IDS (FastAPI's default for a route not in it)."""
+    methods = route.methods or set()
+    if len(methods) == 1:
+        (method,) = methods
+        # path_format is the path of the document: `{ref}` where the route says `{ref:path}`.
+        known = OPERATION_IDS.get((method, route.path_format))
+        if known is not None:
+            return known
+    return generate_unique_id(route)
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -109,11 +205,13 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
-def _errors(method: str, operation: dict[str, Any]) -> dict[str, str]:
+def _errors(method: str, path: str, operation: dict[str, Any]) -> dict[str, str]:
     """The error statuses an operation can answer, each with what it means."""
     errors = dict(_ALWAYS)
     if operation.get("security"):
         errors.update(_SECURED)
+    if path.startswith(PUBLIC_PREFIX):
+        errors["429"] = "This client address made too many requests; retry after `Retry-After`."
     if method in _BODY_METHODS:
         errors.update(_BODY)
     if method in _WRITES:
@@ -151,7 +249,7 @@ def complete(app: FastAPI, *, min_n_floor: int) -> dict[str, Any]:
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
             _floor_min_n(operation, min_n_floor)
             responses = operation.setdefault("responses", {})
-            for status, description in _errors(method, operation).items():
+            for status, description in _errors(method, path, operation).items():
                 if status not in responses or status == "422":
                     # FastAPI's own 422 is application/json with its own shape; ours is a problem.
                     responses[status] = _problem(description)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any, Protocol
 
 from app.platform.config import Settings
@@ -30,6 +31,8 @@ logger = logging.getLogger("cx_survey.ratelimit")
 # Beyond this many buckets a process forgets the full ones (keys idle long enough to be at burst:
 # forgetting them changes nothing).
 _MAX_BUCKETS = 10_000
+KEYS = "This API key"
+ADDRESSES = "This address"
 # After Redis fails, how long to use the local buckets before trying Redis again.
 _REDIS_BACKOFF_SECONDS = 5.0
 
@@ -88,11 +91,17 @@ class LocalLimiter:
     """Buckets in this process's memory."""
 
     def __init__(
-        self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        subject: str = KEYS,
     ) -> None:
         self.rate = rate
         self.burst = burst
         self.clock = clock
+        self.subject = subject
         # key id -> (tokens, stamp, seconds to refill the bucket from empty)
         self.buckets: dict[str, tuple[float, float, float]] = {}
 
@@ -112,7 +121,7 @@ class LocalLimiter:
                 del self.buckets[key_id]
 
     async def check(self, key_id: str, own: Limit | None = None) -> None:
-        refuse(self.decide(key_id, own))
+        refuse(self.decide(key_id, own), subject=self.subject)
 
     async def close(self) -> None:
         return None
@@ -146,14 +155,21 @@ class RedisLimiter:
     """Buckets in Redis, shared by every process; the local buckets stand in while it is down."""
 
     def __init__(
-        self, client: Any, *, rate: float, burst: int, prefix: str = "cx:ratelimit:"
+        self,
+        client: Any,
+        *,
+        rate: float,
+        burst: int,
+        prefix: str = "cx:ratelimit:",
+        subject: str = KEYS,
     ) -> None:
         self.rate = rate
         self.burst = burst
         self.prefix = prefix
+        self.subject = subject
         self.client = client
         self.script = self.client.register_script(_BUCKET_SCRIPT)
-        self.fallback = LocalLimiter(rate=rate, burst=burst)
+        self.fallback = LocalLimiter(rate=rate, burst=burst, subject=subject)
         self.down_until = 0.0
 
     async def decide(self, key_id: str, own: Limit | None = None) -> Decision:
@@ -175,31 +191,67 @@ class RedisLimiter:
         return Decision(bool(int(allowed)), float(tokens), float(wait))
 
     async def check(self, key_id: str, own: Limit | None = None) -> None:
-        refuse(await self.decide(key_id, own))
+        refuse(await self.decide(key_id, own), subject=self.subject)
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def refuse(decision: Decision) -> None:
+def refuse(decision: Decision, *, subject: str = KEYS) -> None:
     """Raise 429 for a refused decision."""
     if not decision.allowed:
         RATE_LIMITED.inc()
         seconds = retry_after(decision.wait)
         raise TooManyRequests(
-            f"This API key is over its rate limit; retry in {seconds} s.", retry_after=seconds
+            f"{subject} is over its rate limit; retry in {seconds} s.", retry_after=seconds
         )
 
 
-def build_limiter(settings: Settings) -> Limiter:
-    """The limiter the settings ask for."""
-    if settings.rate_limit_per_second <= 0:
+def build_limiter(settings: Settings, *, public: bool = False) -> Limiter:
+    """The limiter the settings ask for: of API keys, or (`public`) of client addresses on
+    the public routes."""
+    if public:
+        rate, burst = settings.public_rate_limit_per_second, settings.public_rate_limit_burst
+        prefix, subject = "cx:public:", ADDRESSES
+    else:
+        rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
+        prefix, subject = "cx:ratelimit:", KEYS
+    if rate <= 0:
         return Unlimited()
     if settings.redis_url:
         import redis.asyncio as redis
 
         client = redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        return RedisLimiter(
-            client, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
-        )
-    return LocalLimiter(rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
+        return RedisLimiter(client, rate=rate, burst=burst, prefix=prefix, subject=subject)
+    return LocalLimiter(rate=rate, burst=burst, subject=subject)
+
+
+def client_address(
+    peer: str | None, forwarded_for: list[str], trusted: Sequence[IPv4Network | IPv6Network]
+) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
+    address in X-Forwarded-For (read from the right) that is not a trusted proxy itself.
+
+    `forwarded_for`: every X-Forwarded-For header of the request, in order.
+    """
+    address = peer or "unknown"
+    if not trusted or not _trusted(address, trusted):
+        return address
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            ip_address(hop)
+        except ValueError:
+            return address  # a garbled chain: believe nothing of it beyond the proxy
+        address = hop
+        if not _trusted(hop, trusted):
+            return hop
+    return address
+
+
+def _trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)

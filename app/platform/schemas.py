@@ -124,3 +124,29 @@ def _text(limit: int) -> Any:
 
 Text500 = _text(500)
 Text2000 = _text(2000)
+
+
+MAX_SEGMENTS = 8
+
+
+def _segments(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_SEGMENTS:
+        raise ValueError(f"at most {MAX_SEGMENTS} segment keys")
+    for key in value:
+        if not is_code(key):
+            raise ValueError(f"segment key {key!r} must match {CODE_PATTERN}")
+    return value
+
+
+Segments = Annotated[
+    dict[str, Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]],
+    AfterValidator(_segments),
+    Field(
+        description=f"Micro-segments of the customer, {{key: value}}: at most {MAX_SEGMENTS} keys"
+        " in the code pattern, values of 1 to 64 characters.",
+        json_schema_extra={
+            "maxProperties": MAX_SEGMENTS,
+            "propertyNames": {"pattern": CODE_PATTERN},
+        },
+    ),
+]

@@ -27,6 +27,11 @@ DELETE FROM responses r USING orgs o
 WHERE o.id = r.org_id AND {match} AND ($2::bigint IS NULL OR o.path @> ARRAY[$2::bigint])
 RETURNING r.id, r.source, r.external_id, r.org_id
 """
+_DELETE_INVITATIONS = """
+DELETE FROM invitations i USING orgs o
+WHERE o.id = i.org_id AND i.customer_pseudonym = $1
+  AND ($2::bigint IS NULL OR o.path @> ARRAY[$2::bigint])
+"""
 _TOMBSTONE = """
 INSERT INTO tombstones (key_hash, org_id, reason)
 SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::text[])
@@ -83,6 +88,10 @@ async def erase_customer(
     """Erase every response of a customer (by the ref the client knows); how many."""
     pseudonym = pseudonymize(pseudonym_key, ref)
     count = len(await _erase(session, "r.customer_pseudonym = $1", pseudonym, principal))
+    # Their invitations go too (their opt-out stays: a pseudonym, so they are not asked again).
+    await (await driver_connection(session)).execute(
+        _DELETE_INVITATIONS, pseudonym, principal.org_id
+    )
     # The event names neither the ref nor its pseudonym: that would keep what was erased.
     await audit.record(
         session,

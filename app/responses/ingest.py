@@ -7,7 +7,7 @@ connection of the caller's transaction; idempotency rests on the unique (source,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -44,14 +44,31 @@ JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
   ON r.source = k.source AND r.external_id = k.external_id
 """
 
-# Rows we just inserted under a key that an erasure tombstoned meanwhile: the erasure deleted
-# the earlier row and committed while our insert waited on it, after our first tombstone look.
-_UNDO_ERASED = """
-DELETE FROM responses r
-USING unnest($1::bigint[], $2::bytea[]) AS k(id, key_hash)
-JOIN tombstones t ON t.key_hash = k.key_hash
-WHERE r.id = k.id
-RETURNING r.source, r.external_id
+# After the insert, one statement: rows we just inserted under a key that an erasure tombstoned
+# meanwhile (the erasure deleted the earlier row and committed while our insert waited on it,
+# after our first tombstone look) are deleted again; every other inserted row answers the
+# pending invitation of its key, if there is one. Both parts see one snapshot, so the tombstone
+# test is the same in both.
+_AFTER_INSERT = """
+WITH k AS (
+    SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[])
+        AS k(id, key_hash, source, external_id)
+), undone AS (
+    DELETE FROM responses r
+    USING k JOIN tombstones t ON t.key_hash = k.key_hash
+    WHERE r.id = k.id
+    RETURNING r.source, r.external_id
+), answered AS (
+    UPDATE invitations i SET answered_at = now()
+    FROM k
+    WHERE i.source = k.source AND i.external_id = k.external_id
+      AND i.answered_at IS NULL AND i.cancelled_at IS NULL AND i.reason IS NULL
+      AND NOT EXISTS (SELECT FROM tombstones t WHERE t.key_hash = k.key_hash)
+    RETURNING i.source, i.external_id, i.id
+)
+SELECT false AS kept, source, external_id, NULL::bigint AS invitation_id FROM undone
+UNION ALL
+SELECT true, source, external_id, id FROM answered
 """
 
 
@@ -62,6 +79,7 @@ class Stored:
     status: ItemStatus
     id: int | None = None
     received_at: datetime | None = None
+    invitation_id: int | None = None  # the invitation this new response answered
 
 
 def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
@@ -113,11 +131,19 @@ async def store(
             outcome[key] = Stored(ItemStatus.created, row["id"], row["received_at"])
         created = [key for key, result in outcome.items() if result.status is ItemStatus.created]
         if created:
-            erased = await conn.fetch(
-                _UNDO_ERASED, [outcome[key].id for key in created], [hashes[key] for key in created]
+            after = await conn.fetch(
+                _AFTER_INSERT,
+                [outcome[key].id for key in created],
+                [hashes[key] for key in created],
+                [key[0] for key in created],
+                [key[1] for key in created],
             )
-            for row in erased:
-                outcome[(row["source"], row["external_id"])] = Stored(ItemStatus.gone)
+            for row in after:
+                key = (row["source"], row["external_id"])
+                if row["kept"]:
+                    outcome[key] = replace(outcome[key], invitation_id=row["invitation_id"])
+                else:
+                    outcome[key] = Stored(ItemStatus.gone)
         missing = [item for item in todo if item.key not in outcome]
         if missing:
             rows = await conn.fetch(

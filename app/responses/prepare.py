@@ -264,8 +264,12 @@ def prepare(
     pseudonym_key: str,
     zone: ZoneInfo,
     now: datetime,
+    pseudonym: bytes | None = None,
 ) -> Prepared:
-    """Check one response against its survey version and the caller; ItemInvalid if it fails."""
+    """Check one response against its survey version and the caller; ItemInvalid if it fails.
+
+    `pseudonym`: the customer's, for a caller that holds it rather than the ref (an invitation).
+    """
     errors: list[dict[str, Any]] = []
     survey = catalog.surveys.get(item.survey)
     version = None
@@ -311,7 +315,8 @@ def prepare(
     assert version is not None
     assert org is not None
     assert source is not None
-    pseudonym = pseudonymize(pseudonym_key, item.customer.ref) if item.customer.ref else None
+    if item.customer.ref:
+        pseudonym = pseudonymize(pseudonym_key, item.customer.ref)
     return Prepared(
         index=index,
         org_id=org.id,

@@ -30,6 +30,9 @@ _OLDEST = (
     " ORDER BY occurred_at, id LIMIT {limit})"
 )
 _COUNT_OLD = text("SELECT count(*) FROM responses WHERE occurred_at < :cutoff")
+_COUNT_OLD_INVITATIONS = text("SELECT count(*) FROM invitations WHERE occurred_at < :cutoff")
+# Invitations hold a customer pseudonym: they leave with the responses of their time.
+_DELETE_OLD_INVITATIONS = text("DELETE FROM invitations WHERE occurred_at < :cutoff")
 _COUNT_EXPIRED = text("SELECT count(*) FROM idempotency_keys WHERE expires_at <= :now")
 
 
@@ -40,6 +43,7 @@ class PurgeResult:
     responses: int
     idempotency_records: int
     dry_run: bool
+    invitations: int = 0
 
 
 def retention_cutoff(now: datetime, months: int, zone: ZoneInfo) -> datetime:
@@ -73,7 +77,10 @@ async def purge(
         async with sessionmaker() as session, session.begin():
             old = await session.scalar(_COUNT_OLD, {"cutoff": cutoff})
             expired = await session.scalar(_COUNT_EXPIRED, {"now": now})
-        return PurgeResult(months, cutoff, old or 0, expired or 0, dry_run=True)
+            invitations = await session.scalar(_COUNT_OLD_INVITATIONS, {"cutoff": cutoff})
+        return PurgeResult(
+            months, cutoff, old or 0, expired or 0, dry_run=True, invitations=invitations or 0
+        )
 
     total = 0
     event_id: int | None = None
@@ -102,5 +109,8 @@ async def purge(
         if not rows:
             break
 
+    async with sessionmaker() as session, session.begin():
+        gone = await session.execute(_DELETE_OLD_INVITATIONS, {"cutoff": cutoff})
+        invitations = gone.rowcount  # type: ignore[attr-defined]
     expired = await idempotency.sweep(sessionmaker, now=now)
-    return PurgeResult(months, cutoff, total, expired, dry_run=False)
+    return PurgeResult(months, cutoff, total, expired, dry_run=False, invitations=invitations)

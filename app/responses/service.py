@@ -135,7 +135,7 @@ async def post_response(
     except ItemInvalid as exc:
         if exc.forbidden:
             raise SourceForbidden(exc.errors[0]["msg"]) from exc
-        raise ValidationFailed(_summary(exc.errors), errors=exc.errors) from exc
+        raise ValidationFailed(summary(exc.errors), errors=exc.errors) from exc
     (stored,) = await ingest.store(session, [item], gone=catalog.gone)
     if stored.status is ItemStatus.created:
         return _render_prepared(item, stored), True
@@ -156,7 +156,7 @@ async def post_response(
     return existing, False
 
 
-def _summary(errors: Sequence[dict[str, Any]]) -> str:
+def summary(errors: Sequence[dict[str, Any]]) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
 
 

@@ -50,6 +50,7 @@ class Names(Enum):
     customer = ("{customer}", 200)  # a customer ref, of a customer of the org: erases nothing
     executive = ("{executive}", 404)  # an executive code, of the one whose purview is the org
     task = ("{task}", 404)  # a task id, of a task of the org
+    invitation = ("{invitation}", 404)  # an invitation id, of an invitation of the org
 
     @property
     def placeholder(self) -> str:
@@ -122,6 +123,7 @@ RESP_R, RESP_W = Scope.responses_read, Scope.responses_write
 IDX_R, IDX_W, ADMIN = Scope.indices_read, Scope.indices_write, Scope.admin
 EVAL_R, EVAL_W = Scope.evaluations_read, Scope.evaluations_write
 EXEC, TASK = Names.executive, Names.task
+INV_R, INV_W, INV = Scope.invitations_read, Scope.invitations_write, Names.invitation
 ORG = "/v1/orgs/{code}"
 PATH, BODY, QUERY = Names.org_in_path, Names.org_in_body, Names.org_in_query
 
@@ -426,13 +428,63 @@ MATRIX: tuple[Row, ...] = (
         201,
         403,
     ),
+    row(
+        "POST",
+        "/v1/invitations",
+        INV_W,
+        None,
+        {
+            "survey": "delivery-csat",
+            "org": "{org}",
+            "source": "matrix",
+            "external_id": "new-invitation",
+            "occurred_at": "2026-02-10T10:00:00+00:00",
+            "customer": {"ref": "someone-new", "type": "end_user"},
+        },
+        201,
+        names=BODY,
+    ),
+    row("GET", "/v1/invitations", INV_R),
+    row("GET", "/v1/invitations", INV_R, "/v1/invitations?org={org}", names=QUERY, variant="org"),
+    row("GET", "/v1/invitations/{invitation_id}", INV_R, "/v1/invitations/{invitation}", names=INV),
+    row(
+        "DELETE",
+        "/v1/invitations/{invitation_id}",
+        INV_W,
+        "/v1/invitations/{invitation}",
+        None,
+        204,
+        names=INV,
+    ),
+    row(
+        "GET",
+        ORG + "/invitations/stats",
+        INV_R,
+        "/v1/orgs/{org}/invitations/stats?period=2026",
+        names=PATH,
+    ),
+    row("GET", "/v1/sampling", ADMIN),
+    row("PUT", "/v1/sampling/{source}", ADMIN, "/v1/sampling/shop", {"rate": 0.5}, 200, 201),
+    row("GET", "/v1/sampling/{source}", ADMIN, "/v1/sampling/seeded"),
+    row("DELETE", "/v1/sampling/{source}", ADMIN, "/v1/sampling/seeded", None, 204),
+    row("PUT", "/v1/contact-rules", ADMIN, None, {"min_days": 1}),
+    row("GET", "/v1/contact-rules", ADMIN),
 )
 SCOPED = [r for r in MATRIX if r.scope is not None]
 
 # Routes that answer without a key, on purpose.
-PUBLIC = frozenset(
+PROBES = frozenset(
     {"/livez", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
+# A customer's browser, with an invitation's token instead of a key (tests/invitations/).
+TOKEN_ROUTES = frozenset(
+    {
+        "/v1/public/invitations/{token}",
+        "/v1/public/invitations/{token}/response",
+        "/v1/public/invitations/{token}/opt-out",
+    }
+)
+PUBLIC = PROBES | TOKEN_ROUTES
 
 
 # Completeness: every route of the app has a row (or is public on purpose).
@@ -509,6 +561,7 @@ GHOST = {
     "{customer}": "cust-GHOST",
     "{executive}": "E-GHOST",
     "{task}": "999999999999",
+    "{invitation}": "999999999999",
 }
 
 
@@ -537,6 +590,7 @@ class World:
     responses: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     tasks: dict[str, str] = field(default_factory=dict)
+    invitations: dict[str, str] = field(default_factory=dict)
     unbound_key_id: str = ""
 
     def value(self, names: Names, code: str) -> str:
@@ -551,6 +605,8 @@ class World:
             return f"E-{code}"
         if names is Names.task:
             return self.tasks[code]
+        if names is Names.invitation:
+            return self.invitations[code]
         return code
 
     def foreign_tokens(self, bound: str) -> set[str]:
@@ -558,6 +614,7 @@ class World:
         tokens = {self.admin_key_id, self.unbound_key_id, "key-of-nobody"}
         for code in set(CODES) - subtree(bound):
             tokens |= {code, f"Org {code}", f"ext-{code}", f"said-in-{code}", f"key-of-{code}"}
+            tokens.add(f"inv-{code}")
             tokens.add(self.keys[code])
         return tokens
 
@@ -640,6 +697,24 @@ async def seed(world: World) -> None:
         )
         assert r.status_code == 201, r.text
         world.tasks[code] = r.json()["id"]
+    # Per org: a pending invitation; a sampling rule to read and delete.
+    for code in CODES:
+        r = await client.post(
+            "/v1/invitations",
+            json={
+                "survey": "delivery-csat",
+                "org": code,
+                "source": "matrix",
+                "external_id": f"inv-{code}",
+                "occurred_at": "2026-02-10T10:00:00+00:00",
+                "customer": {"ref": f"cust-{code}", "type": "end_user"},
+            },
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        world.invitations[code] = r.json()["id"]
+    r = await client.put("/v1/sampling/seeded", json={"rate": 0.5}, headers=admin)
+    assert r.status_code == 201, r.text
     # A closed period, with HQ's executive in it.
     r = await client.put("/v1/executives/E-HQ/purview/2025-12", json={"orgs": ["HQ"]},
                          headers=admin)  # fmt: skip
@@ -708,6 +783,10 @@ _SNAPSHOT = text(
             "evaluation_periods",
             "evaluation_versions",
             "evaluation_scorecards",
+            "invitations",
+            "sampling_rules",
+            "contact_rules",
+            "opt_outs",
         )
     )
 )
@@ -1095,6 +1174,20 @@ async def test_a_key_issued_by_a_bound_admin_is_bound_to_its_subtree(w: World) -
     assert (await w.client.get("/v1/stages", headers=w.admin)).status_code == 200
 
 
-@pytest.mark.parametrize("path", sorted(PUBLIC))
+@pytest.mark.parametrize("path", sorted(PROBES))
 async def test_public_routes_need_no_key(w: World, path: str) -> None:
     assert (await w.client.get(path)).status_code == 200
+
+
+@pytest.mark.parametrize("path", sorted(TOKEN_ROUTES))
+async def test_token_routes_take_a_token_not_a_key(w: World, path: str) -> None:
+    method = "GET" if path.endswith("{token}") else "POST"
+    body = {"answers": {"overall": 3}} if path.endswith("/response") else None
+    before = await snapshot(w)
+    for headers in ({}, w.admin):
+        r = await w.client.request(
+            method, path.replace("{token}", "A" * 32), json=body, headers=headers
+        )
+        assert r.status_code == 404, r.text  # a forged token; never a 401 asking for a key
+        assert "www-authenticate" not in r.headers
+    assert await snapshot(w) == before

@@ -198,7 +198,29 @@ def test_production_refuses_the_development_pseudonym_key(no_cx_env: pytest.Monk
         Settings(_env_file=None)  # type: ignore[call-arg]
 
     no_cx_env.setenv("CX_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    with pytest.raises(ValidationError, match="CX_TOKEN_KEY must be set to a secret"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    no_cx_env.setenv("CX_TOKEN_KEY", TEST_PSEUDONYM_KEY)
+    with pytest.raises(ValidationError, match="must be different secrets"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    no_cx_env.setenv("CX_TOKEN_KEY", "another-secret-0123456789abcdef0123456789")
     assert Settings(_env_file=None).env is Environment.production  # type: ignore[call-arg]
+    no_cx_env.setenv("CX_TOKEN_KEY", "short")
+    with pytest.raises(ValidationError, match="CX_TOKEN_KEY must be at least 32"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_settings_for_invitations_are_checked(no_cx_env: pytest.MonkeyPatch) -> None:
+    no_cx_env.setenv("CX_SURVEY_URL_TEMPLATE", "https://s.example/answer")
+    with pytest.raises(ValidationError, match="must contain \\{token\\}"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    no_cx_env.setenv("CX_SURVEY_URL_TEMPLATE", "https://s.example/answer/{token}")
+    no_cx_env.setenv("CX_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7, ::1")
+    loaded = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert [str(n) for n in loaded.trusted_proxies] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+    no_cx_env.setenv("CX_TRUSTED_PROXIES", "10.0.0.0/8, nonsense")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_development_accepts_the_development_pseudonym_key(no_cx_env: pytest.MonkeyPatch) -> None:
@@ -208,6 +230,7 @@ def test_development_accepts_the_development_pseudonym_key(no_cx_env: pytest.Mon
 def test_production_refuses_cors_wildcard(no_cx_env: pytest.MonkeyPatch) -> None:
     no_cx_env.setenv("CX_ENV", "production")
     no_cx_env.setenv("CX_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
+    no_cx_env.setenv("CX_TOKEN_KEY", "another-secret-0123456789abcdef0123456789")
     no_cx_env.setenv("CX_CORS_ORIGINS", "https://app.example, *")
     with pytest.raises(ValidationError, match="CX_CORS_ORIGINS='\\*' is refused"):
         Settings(_env_file=None)  # type: ignore[call-arg]
@@ -342,7 +365,11 @@ async def test_openapi_declares_the_problem_answers_of_every_operation(app: Any)
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             expected = {"404", "405", "500", "503"}
-            if path.startswith("/v1/") or path == "/metrics":  # every one takes a key
+            if path.startswith("/v1/public/"):  # a token, no key: limited per address
+                expected |= {"429"}
+                assert "401" not in operation["responses"]
+                assert "security" not in operation
+            elif path.startswith("/v1/") or path == "/metrics":  # every one takes a key
                 expected |= {"401", "403", "429"}
                 assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
             if method in {"post", "put", "patch"}:

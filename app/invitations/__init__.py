@@ -1,0 +1,1 @@
+"""Invitations: single-use survey links for frontends, under sampling and contact rules."""
