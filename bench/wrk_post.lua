@@ -1,8 +1,10 @@
--- wrk script for bench.ingest: POST /v1/responses, each request with a new external_id.
+-- wrk script for bench.ingest and bench.run_invitations: POST /v1/responses (or the path in
+-- CX_WRK_PATH, e.g. /v1/invitations), each request with a new external_id.
 -- CX_WRK_BODIES names a Lua file returning {{prefix, suffix}, ...}: a body split where the
 -- external_id goes. CX_WRK_KEY is the API key, CX_WRK_RUN tags the ids of this run.
 local bodies = dofile(os.getenv("CX_WRK_BODIES"))
 local run = os.getenv("CX_WRK_RUN") or "0"
+local path = os.getenv("CX_WRK_PATH") or "/v1/responses"
 local headers = {
   ["Content-Type"] = "application/json",
   ["Authorization"] = "Bearer " .. os.getenv("CX_WRK_KEY"),
@@ -21,7 +23,7 @@ function request()
   counter = counter + 1
   local parts = bodies[(counter % #bodies) + 1]
   local body = parts[1] .. "wrk" .. run .. "-" .. tid .. "-" .. counter .. parts[2]
-  return wrk.format("POST", "/v1/responses", headers, body)
+  return wrk.format("POST", path, headers, body)
 end
 
 function response(status, hdrs, body)

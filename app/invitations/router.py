@@ -19,6 +19,7 @@ from app.indices.router import (
 )
 from app.invitations import public, service
 from app.invitations.models import InvitationStatus
+from app.invitations.public import InvitationAnswered
 from app.invitations.schemas import (
     ContactRulesIn,
     ContactRulesOut,
@@ -45,6 +46,7 @@ from app.platform.deps import (
     SettingsDep,
 )
 from app.platform.errors import ValidationFailed
+from app.platform.metrics import INGESTED
 from app.platform.pagination import Page, encode_cursor
 from app.platform.ratelimit import Limiter, client_address
 from app.platform.schemas import CODE_PATTERN, Instant, is_code
@@ -248,7 +250,16 @@ async def submit_public_invitation(
     token: Token, body: PublicAnswers, session: SessionDep, settings: SettingsDep
 ) -> PublicAnswered:
     """Answer the invitation's survey, once (no API key)."""
-    return await public.submit(session, token=token, answers=body.answers, settings=settings)
+    try:
+        answered = await public.submit(
+            session, token=token, answers=body.answers, settings=settings
+        )
+    except (InvitationAnswered, ValidationFailed) as refused:
+        outcome = "duplicate" if isinstance(refused, InvitationAnswered) else "invalid"
+        INGESTED.labels("invitation", outcome).inc()
+        raise
+    INGESTED.labels("invitation", "created").inc()
+    return answered
 
 
 @public_router.post("/{token}/opt-out")

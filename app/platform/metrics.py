@@ -37,9 +37,9 @@ REQUEST_SECONDS = Histogram(
 )
 INGESTED = Counter(
     "cx_ingest_items_total",
-    "Responses posted, by way in (single, batch) and outcome (created, duplicate, conflict, "
-    "invalid, gone), as judged by the service; a single post whose body breaks the schema is "
-    "only in cx_http_requests_total (status 422).",
+    "Responses posted, by way in (single, batch, invitation) and outcome (created, duplicate, "
+    "conflict, invalid, gone), as judged by the service; a single post whose body breaks the "
+    "schema is only in cx_http_requests_total (status 422).",
     ["via", "outcome"],
 )
 INDEX_SECONDS = Histogram(
