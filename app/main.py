@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit.router import router as audit_router
+from app.cases.router import router as cases_router
 from app.evaluations.router import router as evaluations_router
 from app.executives.router import router as executives_router
 from app.idempotency import service as idempotency
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         evaluations_router,
         invitations_router,
         public_invitations_router,
+        cases_router,
         erasure_router,
         keys_router,
         audit_router,

@@ -1,6 +1,7 @@
 """Every table, imported in one place so that Alembic sees the whole metadata."""
 
 from app.audit.models import AuditEvent
+from app.cases.models import Case, CaseRule
 from app.evaluations.models import EvaluationPeriod, EvaluationVersion, FrozenScorecard, Scheme
 from app.executives.models import Executive, ExecutiveTarget, Purview
 from app.idempotency.models import IdempotencyRecord
@@ -23,6 +24,8 @@ from app.tasks.models import Task
 __all__ = [
     "ApiKey",
     "AuditEvent",
+    "Case",
+    "CaseRule",
     "ContactRules",
     "EvaluationPeriod",
     "EvaluationVersion",

@@ -178,7 +178,8 @@ async def admin(client: httpx.AsyncClient, make_key: KeyFactory) -> dict[str, st
 
 TABLES = (
     "evaluation_scorecards, evaluation_versions, evaluation_periods, evaluation_schemes,"
-    " purviews, executive_targets, executives, tasks, invitations, sampling_rules,"
+    " purviews, executive_targets, executives, tasks, cases, case_rules, invitations,"
+    " sampling_rules,"
     " contact_rules, opt_outs, responses, tombstones, index_deltas,"
     " index_rollup, index_rollup_stage, stage_weights, targets,"
     " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"

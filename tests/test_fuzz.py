@@ -82,6 +82,7 @@ CONFIG = schemathesis.Config.from_dict(
             "executives": {"values": ["E-KIM"]},
             "tasks": {"values": ["1"]},
             "invitations": {"values": ["1"]},
+            "cases": {"values": ["1", "2"]},
             "tokens": {"values": [INVITATION_TOKEN]},
             "sources": {"values": ["delivery-app"]},
         },
@@ -96,6 +97,7 @@ CONFIG = schemathesis.Config.from_dict(
             "path.version": {"dictionary": "versions", "probability": 0.6},
             "path.task_id": {"dictionary": "tasks", "probability": 0.6},
             "path.invitation_id": {"dictionary": "invitations", "probability": 0.6},
+            "path.case_id": {"dictionary": "cases", "probability": 0.6},
             "path.token": {"dictionary": "tokens", "probability": 0.7},
             "path.source": {"dictionary": "sources", "probability": 0.6},
             # Query parameters of the index operations (`from`/`to` elsewhere are instants,
@@ -152,6 +154,13 @@ async def fuzz_headers(
 ) -> dict[str, str]:
     """Seed the database and return the fuzzer's admin key; committed_app empties it after."""
     await standard_setup(committed_client, committed_admin)
+    # Every seeded response opens a case (ids 1, 2, ...).
+    r = await committed_client.put(
+        "/v1/surveys/delivery-csat/case-rule",
+        json={"at_most": 5, "sla_hours": 24, "max_age_days": 3650},
+        headers=committed_admin,
+    )
+    assert r.status_code == 201, r.text
     for i, org in enumerate(ORGS):
         body = response_body(
             org=org, external_id=f"seed-{i}", customer={"ref": CUSTOMER, "type": "end_user"}

@@ -61,6 +61,8 @@ class Action(StrEnum):
     sampling_set = "sampling.set"
     sampling_delete = "sampling.delete"
     contact_rules_set = "contact_rules.set"
+    case_rule_set = "case_rule.set"
+    case_rule_delete = "case_rule.delete"
 
 
 # Detail fields that name orgs: shown to an org-bound viewer only when inside its subtree.

@@ -17,4 +17,6 @@ class Scope(StrEnum):
     evaluations_write = "evaluations:write"
     invitations_read = "invitations:read"
     invitations_write = "invitations:write"
+    cases_read = "cases:read"
+    cases_write = "cases:write"
     admin = "admin"

@@ -87,12 +87,16 @@ IndicesReader = Annotated[Principal, Depends(require(Scope.indices_read))]
 IndicesWriter = Annotated[Principal, Depends(require(Scope.indices_write))]
 EvaluationsReader = Annotated[Principal, Depends(require(Scope.evaluations_read))]
 EvaluationsWriter = Annotated[Principal, Depends(require(Scope.evaluations_write))]
+CasesReader = Annotated[Principal, Depends(require(Scope.cases_read))]
+CasesWriter = Annotated[Principal, Depends(require(Scope.cases_write))]
 InvitationsReader = Annotated[Principal, Depends(require(Scope.invitations_read))]
 InvitationsWriter = Annotated[Principal, Depends(require(Scope.invitations_write))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 
 __all__ = [
     "Admin",
+    "CasesReader",
+    "CasesWriter",
     "EvaluationsReader",
     "EvaluationsWriter",
     "IndicesReader",

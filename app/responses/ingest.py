@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.platform import clock
 from app.platform.db import driver_connection
 from app.responses.prepare import Prepared, tombstone_hash
 from app.responses.schemas import ItemStatus
@@ -47,28 +48,43 @@ JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
 # After the insert, one statement: rows we just inserted under a key that an erasure tombstoned
 # meanwhile (the erasure deleted the earlier row and committed while our insert waited on it,
 # after our first tombstone look) are deleted again; every other inserted row answers the
-# pending invitation of its key, if there is one. Both parts see one snapshot, so the tombstone
-# test is the same in both.
+# pending invitation of its key, if there is one, and opens a case where its survey's case rule
+# says so. All parts see one snapshot, so the tombstone test is the same in each.
 _AFTER_INSERT = """
 WITH k AS (
     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[])
         AS k(id, key_hash, source, external_id)
+), kept AS (
+    SELECT * FROM k WHERE NOT EXISTS (SELECT FROM tombstones t WHERE t.key_hash = k.key_hash)
 ), undone AS (
     DELETE FROM responses r
     USING k JOIN tombstones t ON t.key_hash = k.key_hash
     WHERE r.id = k.id
     RETURNING r.source, r.external_id
 ), answered AS (
-    UPDATE invitations i SET answered_at = now()
-    FROM k
+    UPDATE invitations i SET answered_at = $5
+    FROM kept k
     WHERE i.source = k.source AND i.external_id = k.external_id
       AND i.answered_at IS NULL AND i.cancelled_at IS NULL AND i.reason IS NULL
-      AND NOT EXISTS (SELECT FROM tombstones t WHERE t.key_hash = k.key_hash)
     RETURNING i.source, i.external_id, i.id
+), opened AS (
+    INSERT INTO cases (response_id, org_id, survey_version_id, stage, score, scale_min,
+                       scale_max, status, opened_at, due_at)
+    SELECT r.id, r.org_id, r.survey_version_id, r.stage, r.score, r.scale_min, r.scale_max,
+           'open', $5, $5 + make_interval(hours => cr.sla_hours)
+    FROM kept k
+    JOIN responses r ON r.id = k.id
+    JOIN survey_versions v ON v.id = r.survey_version_id
+    JOIN case_rules cr ON cr.survey_id = v.survey_id
+    WHERE r.score <= cr.at_most
+      AND r.occurred_at >= $5 - make_interval(days => cr.max_age_days)
+    RETURNING response_id
 )
-SELECT false AS kept, source, external_id, NULL::bigint AS invitation_id FROM undone
+SELECT 'undone' AS kind, source, external_id, NULL::bigint AS invitation_id FROM undone
 UNION ALL
-SELECT true, source, external_id, id FROM answered
+SELECT 'answered', source, external_id, id FROM answered
+UNION ALL
+SELECT 'opened', NULL, NULL, response_id FROM opened
 """
 
 
@@ -137,12 +153,13 @@ async def store(
                 [hashes[key] for key in created],
                 [key[0] for key in created],
                 [key[1] for key in created],
+                clock.now(),
             )
             for row in after:
                 key = (row["source"], row["external_id"])
-                if row["kept"]:
+                if row["kind"] == "answered":
                     outcome[key] = replace(outcome[key], invitation_id=row["invitation_id"])
-                else:
+                elif row["kind"] == "undone":
                     outcome[key] = Stored(ItemStatus.gone)
         missing = [item for item in todo if item.key not in outcome]
         if missing:

@@ -51,6 +51,7 @@ class Names(Enum):
     executive = ("{executive}", 404)  # an executive code, of the one whose purview is the org
     task = ("{task}", 404)  # a task id, of a task of the org
     invitation = ("{invitation}", 404)  # an invitation id, of an invitation of the org
+    case = ("{case}", 404)  # a case id, of the case of the org's seeded response
 
     @property
     def placeholder(self) -> str:
@@ -124,6 +125,7 @@ IDX_R, IDX_W, ADMIN = Scope.indices_read, Scope.indices_write, Scope.admin
 EVAL_R, EVAL_W = Scope.evaluations_read, Scope.evaluations_write
 EXEC, TASK = Names.executive, Names.task
 INV_R, INV_W, INV = Scope.invitations_read, Scope.invitations_write, Names.invitation
+CASES_R, CASES_W, CASE = Scope.cases_read, Scope.cases_write, Names.case
 ORG = "/v1/orgs/{code}"
 PATH, BODY, QUERY = Names.org_in_path, Names.org_in_body, Names.org_in_query
 
@@ -469,6 +471,33 @@ MATRIX: tuple[Row, ...] = (
     row("DELETE", "/v1/sampling/{source}", ADMIN, "/v1/sampling/seeded", None, 204),
     row("PUT", "/v1/contact-rules", ADMIN, None, {"min_days": 1}),
     row("GET", "/v1/contact-rules", ADMIN),
+    row("GET", "/v1/surveys/{code}/case-rule", SURVEYS_R, "/v1/surveys/delivery-csat/case-rule"),
+    row(
+        "PUT",
+        "/v1/surveys/{code}/case-rule",
+        SURVEYS_W,
+        "/v1/surveys/delivery-csat/case-rule",
+        {"at_most": 2, "sla_hours": 24},
+    ),
+    row(
+        "DELETE",
+        "/v1/surveys/{code}/case-rule",
+        SURVEYS_W,
+        "/v1/surveys/delivery-csat/case-rule",
+        None,
+        204,
+    ),
+    row("GET", "/v1/cases", CASES_R),
+    row("GET", "/v1/cases", CASES_R, "/v1/cases?org={org}", names=QUERY, variant="org"),
+    row("GET", "/v1/cases/{case_id}", CASES_R, "/v1/cases/{case}", names=CASE),
+    row("PATCH", "/v1/cases/{case_id}", CASES_W, "/v1/cases/{case}", {"note": "x"}, names=CASE),
+    row(
+        "GET",
+        ORG + "/cases/stats",
+        CASES_R,
+        "/v1/orgs/{org}/cases/stats?period=2026",
+        names=PATH,
+    ),
 )
 SCOPED = [r for r in MATRIX if r.scope is not None]
 
@@ -562,6 +591,7 @@ GHOST = {
     "{executive}": "E-GHOST",
     "{task}": "999999999999",
     "{invitation}": "999999999999",
+    "{case}": "999999999999",
 }
 
 
@@ -591,6 +621,7 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
     tasks: dict[str, str] = field(default_factory=dict)
     invitations: dict[str, str] = field(default_factory=dict)
+    cases: dict[str, str] = field(default_factory=dict)
     unbound_key_id: str = ""
 
     def value(self, names: Names, code: str) -> str:
@@ -607,6 +638,8 @@ class World:
             return self.tasks[code]
         if names is Names.invitation:
             return self.invitations[code]
+        if names is Names.case:
+            return self.cases[code]
         return code
 
     def foreign_tokens(self, bound: str) -> set[str]:
@@ -638,6 +671,13 @@ def seeded_item(code: str, **overrides: Any) -> dict[str, Any]:
 async def seed(world: World) -> None:
     client, admin = world.client, world.admin
     await standard_setup(client, admin)
+    # Every seeded response (overall 4) opens a case.
+    r = await client.put(
+        "/v1/surveys/delivery-csat/case-rule",
+        json={"at_most": 4, "sla_hours": 24, "max_age_days": 3650},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
     r = await client.post(
         "/v1/responses/batch", json={"items": [seeded_item(c) for c in CODES]}, headers=admin
     )
@@ -645,6 +685,9 @@ async def seed(world: World) -> None:
     results = r.json()["results"]
     assert [x["status"] for x in results] == ["created"] * len(CODES), r.text
     world.responses = {c: x["id"] for c, x in zip(CODES, results, strict=True)}
+    r = await client.get("/v1/cases?limit=500", headers=admin)
+    by_response = {c["response_id"]: c["id"] for c in r.json()["items"]}
+    world.cases = {code: by_response[rid] for code, rid in world.responses.items()}
     for code in (*CODES, None):
         r = await client.post(
             "/v1/keys",
@@ -787,6 +830,8 @@ _SNAPSHOT = text(
             "sampling_rules",
             "contact_rules",
             "opt_outs",
+            "cases",
+            "case_rules",
         )
     )
 )

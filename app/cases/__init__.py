@@ -1,0 +1,1 @@
+"""Cases: the follow-up of unhappy customers, opened by a survey's case rule."""
