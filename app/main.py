@@ -38,6 +38,8 @@ from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
 from app.surveys.router import router as surveys_router
 from app.tasks.router import router as tasks_router
+from app.webhooks import worker as webhook_worker
+from app.webhooks.router import router as webhooks_router
 
 logger = logging.getLogger("cx_survey")
 
@@ -86,6 +88,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 )
             )
         sweeper = asyncio.create_task(_sweep_idempotency(app.state.sessionmaker, stop=stop))
+        sender = None
+        if settings.webhook_poll_seconds > 0:
+            sender = asyncio.create_task(webhook_worker.run(app.state.engine, settings, stop=stop))
         try:
             yield
         finally:
@@ -93,6 +98,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             if folder is not None:
                 await folder
             await sweeper
+            if sender is not None:
+                await sender
             await app.state.limiter.close()
             await app.state.public_limiter.close()
             if own_engine:
@@ -141,6 +148,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         invitations_router,
         public_invitations_router,
         cases_router,
+        webhooks_router,
         erasure_router,
         keys_router,
         audit_router,

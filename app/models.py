@@ -20,6 +20,7 @@ from app.platform.meta import Meta
 from app.responses.models import Response, Tombstone
 from app.surveys.models import Survey, SurveyVersion
 from app.tasks.models import Task
+from app.webhooks.models import Delivery, Webhook
 
 __all__ = [
     "ApiKey",
@@ -27,6 +28,7 @@ __all__ = [
     "Case",
     "CaseRule",
     "ContactRules",
+    "Delivery",
     "EvaluationPeriod",
     "EvaluationVersion",
     "Executive",
@@ -53,4 +55,5 @@ __all__ = [
     "Task",
     "Tombstone",
     "TreeState",
+    "Webhook",
 ]

@@ -179,7 +179,7 @@ async def admin(client: httpx.AsyncClient, make_key: KeyFactory) -> dict[str, st
 TABLES = (
     "evaluation_scorecards, evaluation_versions, evaluation_periods, evaluation_schemes,"
     " purviews, executive_targets, executives, tasks, cases, case_rules, invitations,"
-    " sampling_rules,"
+    " sampling_rules, webhook_deliveries, webhooks,"
     " contact_rules, opt_outs, responses, tombstones, index_deltas,"
     " index_rollup, index_rollup_stage, stage_weights, targets,"
     " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"

@@ -63,6 +63,11 @@ class Action(StrEnum):
     contact_rules_set = "contact_rules.set"
     case_rule_set = "case_rule.set"
     case_rule_delete = "case_rule.delete"
+    webhook_create = "webhook.create"
+    webhook_update = "webhook.update"
+    webhook_delete = "webhook.delete"
+    webhook_rotate_secret = "webhook.rotate_secret"  # noqa: S105 (an action name)
+    webhook_retry = "webhook.retry"
 
 
 # Detail fields that name orgs: shown to an org-bound viewer only when inside its subtree.

@@ -37,6 +37,8 @@ from app.responses.schemas import Score
 from app.responses.service import parse_id
 from app.surveys.models import Survey, SurveyVersion
 from app.surveys.service import SurveyNotFound
+from app.webhooks import outbox
+from app.webhooks.models import EventType
 
 
 class CaseRuleNotFound(NotFound):
@@ -222,7 +224,25 @@ async def update_case(
         case.notes = [*case.notes, {"at": now.isoformat(), "actor": actor, "text": body.note}]
         changed = True
     await session.flush()
-    return render(case, org=org, survey=survey, now=now), changed
+    out = render(case, org=org, survey=survey, now=now)
+    if changed:
+        data = out.model_dump(mode="json", include=_EVENT_FIELDS)
+        await outbox.enqueue(
+            await driver_connection(session),
+            event=EventType.case_updated,
+            org_id=case.org_id,
+            data=data,
+            now=now,
+            response_id=case.response_id,
+        )
+    return out, changed
+
+
+# What a case.updated event says of the case (notes stay in the API).
+_EVENT_FIELDS = {
+    "id", "response_id", "org", "survey", "stage", "score", "status", "due_at",
+    "acknowledged_at", "resolved_at", "closed_at", "root_cause", "assignee", "overdue",
+}  # fmt: skip
 
 
 async def list_cases(

@@ -51,6 +51,8 @@ from app.platform.errors import Conflict, NotFound, ValidationFailed
 from app.stages import Stage
 from app.tasks import service as tasks
 from app.tasks.models import Task
+from app.webhooks import outbox
+from app.webhooks.models import EventType
 
 logger = logging.getLogger("cx_survey.evaluations")
 
@@ -635,6 +637,13 @@ async def close(
         action=audit.Action.evaluation_close,
         target=label,
         details={"period": label, "version": version, "note": note, "executives": len(rows)},
+    )
+    await outbox.enqueue(
+        await driver_connection(session),
+        event=EventType.evaluation_closed,
+        org_id=None,
+        data={"period": label, "version": version, "executives": len(rows)},
+        now=clock.now(),
     )
     return _document(head_bytes, items)
 

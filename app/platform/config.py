@@ -105,6 +105,27 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="The interface CX_METRICS_PORT listens on."
     )
+    webhook_retry_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1.0,
+        description="Multiplies the webhook retry schedule (5 s, 5 min, ... 10 h); tests use "
+        "a small one.",
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="Accept http:// webhook URLs (never in production)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs that resolve to loopback, private or link-local "
+        "addresses (checked again at every delivery).",
+    )
+    webhook_log_days: int = Field(
+        default=30, ge=1, description="How long delivered webhook payloads are kept."
+    )
+    webhook_poll_seconds: float = Field(
+        default=0.5, ge=0, description="How often each process looks for due deliveries; 0: never."
+    )
     shutdown_timeout_seconds: int = Field(
         default=20,
         ge=0,

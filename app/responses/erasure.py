@@ -54,6 +54,12 @@ async def delete_with_tombstones(
         )
         # A stored Idempotency-Key answer may show an erased response's answers: it goes too.
         await idempotency.forget_responses(conn, response_ids=[r["id"] for r in rows])
+        # Its events not delivered yet are not sent.
+        await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE response_id = ANY($1::bigint[])"
+            " AND status <> 'delivered'",
+            [r["id"] for r in rows],
+        )
     return rows
 
 

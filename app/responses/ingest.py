@@ -18,6 +18,7 @@ from app.platform import clock
 from app.platform.db import driver_connection
 from app.responses.prepare import Prepared, tombstone_hash
 from app.responses.schemas import ItemStatus
+from app.webhooks import outbox
 
 _INSERT = """
 INSERT INTO responses (
@@ -66,7 +67,7 @@ WITH k AS (
     FROM kept k
     WHERE i.source = k.source AND i.external_id = k.external_id
       AND i.answered_at IS NULL AND i.cancelled_at IS NULL AND i.reason IS NULL
-    RETURNING i.source, i.external_id, i.id
+    RETURNING i.source, i.external_id, i.id, i.org_id, i.survey_version_id, k.id AS response_id
 ), opened AS (
     INSERT INTO cases (response_id, org_id, survey_version_id, stage, score, scale_min,
                        scale_max, status, opened_at, due_at)
@@ -78,7 +79,11 @@ WITH k AS (
     JOIN case_rules cr ON cr.survey_id = v.survey_id
     WHERE r.score <= cr.at_most
       AND r.occurred_at >= $5 - make_interval(days => cr.max_age_days)
-    RETURNING response_id
+    RETURNING id, response_id, org_id, survey_version_id, stage, score, scale_min, scale_max,
+              due_at
+), fanned AS (
+{fan_out}
+    RETURNING 1
 )
 SELECT 'undone' AS kind, source, external_id, NULL::bigint AS invitation_id FROM undone
 UNION ALL
@@ -86,6 +91,35 @@ SELECT 'answered', source, external_id, id FROM answered
 UNION ALL
 SELECT 'opened', NULL, NULL, response_id FROM opened
 """
+
+# The events of the rows kept, for the outbox; nothing is built unless a webhook is enabled.
+_EVENTS = """
+    SELECT 'response.created' AS type, r.org_id, r.id AS response_id,
+           jsonb_build_object('id', r.id::text, 'org', o.code, 'survey', s.code,
+               'survey_version', v.version, 'stage', r.stage, 'occurred_at', r.occurred_at,
+               'score', jsonb_build_object('raw', r.score, 'normalized',
+                   100.0 * (r.score - r.scale_min) / (r.scale_max - r.scale_min))) AS data
+    FROM kept k JOIN responses r ON r.id = k.id JOIN orgs o ON o.id = r.org_id
+    JOIN survey_versions v ON v.id = r.survey_version_id JOIN surveys s ON s.id = v.survey_id
+    WHERE EXISTS (SELECT FROM webhooks WHERE enabled)
+    UNION ALL
+    SELECT 'case.opened', c.org_id, c.response_id,
+           jsonb_build_object('id', c.id::text, 'response_id', c.response_id::text,
+               'org', o.code, 'survey', s.code, 'stage', c.stage, 'status', 'open',
+               'due_at', c.due_at, 'score', jsonb_build_object('raw', c.score, 'normalized',
+                   100.0 * (c.score - c.scale_min) / (c.scale_max - c.scale_min)))
+    FROM opened c JOIN orgs o ON o.id = c.org_id
+    JOIN survey_versions v ON v.id = c.survey_version_id JOIN surveys s ON s.id = v.survey_id
+    WHERE EXISTS (SELECT FROM webhooks WHERE enabled)
+    UNION ALL
+    SELECT 'invitation.answered', a.org_id, a.response_id,
+           jsonb_build_object('id', a.id::text, 'response_id', a.response_id::text,
+               'org', o.code, 'survey', s.code)
+    FROM answered a JOIN orgs o ON o.id = a.org_id
+    JOIN survey_versions v ON v.id = a.survey_version_id JOIN surveys s ON s.id = v.survey_id
+    WHERE EXISTS (SELECT FROM webhooks WHERE enabled)
+"""
+_AFTER_INSERT = _AFTER_INSERT.replace("{fan_out}", outbox.FAN_OUT.format(now="$5", events=_EVENTS))
 
 
 @dataclass(frozen=True, slots=True)

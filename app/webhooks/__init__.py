@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions, the outbox of deliveries written with each change, the sender."""
