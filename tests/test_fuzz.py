@@ -83,6 +83,8 @@ CONFIG = schemathesis.Config.from_dict(
             "tasks": {"values": ["1"]},
             "invitations": {"values": ["1"]},
             "cases": {"values": ["1", "2"]},
+            "webhooks": {"values": ["1"]},
+            "deliveries": {"values": ["1"]},
             "tokens": {"values": [INVITATION_TOKEN]},
             "sources": {"values": ["delivery-app"]},
         },
@@ -98,6 +100,8 @@ CONFIG = schemathesis.Config.from_dict(
             "path.task_id": {"dictionary": "tasks", "probability": 0.6},
             "path.invitation_id": {"dictionary": "invitations", "probability": 0.6},
             "path.case_id": {"dictionary": "cases", "probability": 0.6},
+            "path.webhook_id": {"dictionary": "webhooks", "probability": 0.6},
+            "path.delivery_id": {"dictionary": "deliveries", "probability": 0.6},
             "path.token": {"dictionary": "tokens", "probability": 0.7},
             "path.source": {"dictionary": "sources", "probability": 0.6},
             # Query parameters of the index operations (`from`/`to` elsewhere are instants,
@@ -137,7 +141,9 @@ schema.app = DEFERRED
 def fuzz_app(settings: Settings) -> Iterator[Any]:
     """The app under test; schemathesis runs it on an event loop of its own, so its own engine."""
     # No background fold: the teardown's TRUNCATE must not wait on it.
-    DEFERRED.target = create_app(settings.model_copy(update={"fold_interval_seconds": 0}))
+    DEFERRED.target = create_app(
+        settings.model_copy(update={"fold_interval_seconds": 0, "webhook_poll_seconds": 0})
+    )
     try:
         yield DEFERRED
     finally:
@@ -184,6 +190,12 @@ async def fuzz_headers(
             "POST",
             "/v1/orgs/KR/tasks",
             {"title": "t", "period": "2026", "customer_group": "internal", "due": "2026-12-01"},
+        ),
+        # A webhook (id 1) that the close gives a delivery (id 1).
+        (
+            "POST",
+            "/v1/webhooks",
+            {"url": "https://93.184.216.34/h", "events": ["evaluation.closed"]},
         ),
         ("POST", "/v1/evaluations/2026-11/close", {}),
         # An invitation (id 1, its token known: see INVITATION_SALT) and a sampling rule.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.platform.deps import Admin, Pagination, SessionDep, SettingsDep
+from app.keys.scopes import Scope
+from app.keys.service import Principal
+from app.platform.deps import Pagination, SessionDep, SettingsDep, require
+from app.platform.errors import Forbidden
 from app.platform.pagination import Page, encode_cursor
 from app.webhooks import service
 from app.webhooks.models import DeliveryStatus
@@ -19,6 +22,18 @@ from app.webhooks.schemas import (
     WebhookPatch,
 )
 
+
+async def _service_admin(
+    principal: Annotated[Principal, Depends(require(Scope.admin))],
+) -> Principal:
+    """Webhooks are the service's: an admin key bound to an org may not see or change them
+    (they reach beyond its subtree: secrets, URLs, events of other orgs)."""
+    if principal.org_id is not None:
+        raise Forbidden("Webhooks need an admin key that is not bound to an org.")
+    return principal
+
+
+Admin = Annotated[Principal, Depends(_service_admin)]
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 WebhookId = Annotated[str, Path(description="The webhook id.")]

@@ -126,6 +126,8 @@ EVAL_R, EVAL_W = Scope.evaluations_read, Scope.evaluations_write
 EXEC, TASK = Names.executive, Names.task
 INV_R, INV_W, INV = Scope.invitations_read, Scope.invitations_write, Names.invitation
 CASES_R, CASES_W, CASE = Scope.cases_read, Scope.cases_write, Names.case
+SEEDED_ID = 424242  # the seeded webhook's and its delivery's id (set by seed())
+WEBHOOK = f"/v1/webhooks/{SEEDED_ID}"
 ORG = "/v1/orgs/{code}"
 PATH, BODY, QUERY = Names.org_in_path, Names.org_in_body, Names.org_in_query
 
@@ -487,6 +489,46 @@ MATRIX: tuple[Row, ...] = (
         None,
         204,
     ),
+    row(
+        "POST",
+        "/v1/webhooks",
+        ADMIN,
+        None,
+        {"url": "https://93.184.216.34/hook", "events": ["case.opened"]},
+        201,
+        403,
+    ),
+    row("GET", "/v1/webhooks", ADMIN, None, None, 200, 403),
+    row("GET", "/v1/webhooks/{webhook_id}", ADMIN, WEBHOOK, None, 200, 403),
+    row("PATCH", "/v1/webhooks/{webhook_id}", ADMIN, WEBHOOK, {"enabled": True}, 200, 403),
+    row("DELETE", "/v1/webhooks/{webhook_id}", ADMIN, WEBHOOK, None, 204, 403),
+    row(
+        "POST",
+        "/v1/webhooks/{webhook_id}/rotate-secret",
+        ADMIN,
+        WEBHOOK + "/rotate-secret",
+        None,
+        200,
+        403,
+    ),
+    row(
+        "GET",
+        "/v1/webhooks/{webhook_id}/deliveries",
+        ADMIN,
+        WEBHOOK + "/deliveries",
+        None,
+        200,
+        403,
+    ),
+    row(
+        "POST",
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        ADMIN,
+        f"{WEBHOOK}/deliveries/{SEEDED_ID}/retry",
+        None,
+        200,
+        403,
+    ),
     row("GET", "/v1/cases", CASES_R),
     row("GET", "/v1/cases", CASES_R, "/v1/cases?org={org}", names=QUERY, variant="org"),
     row("GET", "/v1/cases/{case_id}", CASES_R, "/v1/cases/{case}", names=CASE),
@@ -758,12 +800,25 @@ async def seed(world: World) -> None:
         world.invitations[code] = r.json()["id"]
     r = await client.put("/v1/sampling/seeded", json={"rate": 0.5}, headers=admin)
     assert r.status_code == 201, r.text
+    # A webhook with one delivery, both under a known id.
+    r = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://93.184.216.34/hook", "events": ["evaluation.closed"]},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    hook_id = int(r.json()["id"])
+    await world.conn.exec_driver_sql(
+        "UPDATE webhooks SET id = $1 WHERE id = $2", (SEEDED_ID, hook_id)
+    )
     # A closed period, with HQ's executive in it.
     r = await client.put("/v1/executives/E-HQ/purview/2025-12", json={"orgs": ["HQ"]},
                          headers=admin)  # fmt: skip
     assert r.status_code == 201, r.text
     r = await client.post("/v1/evaluations/2025-12/close", json={}, headers=admin)
     assert r.status_code == 200, r.text
+    # The close made the webhook's one delivery.
+    await world.conn.exec_driver_sql("UPDATE webhook_deliveries SET id = $1", (SEEDED_ID,))
 
 
 @pytest.fixture(scope="module")
@@ -832,6 +887,8 @@ _SNAPSHOT = text(
             "opt_outs",
             "cases",
             "case_rules",
+            "webhooks",
+            "webhook_deliveries",
         )
     )
 )
