@@ -27,6 +27,8 @@ class Receiver:
 
     port: int
     statuses: list[int] = field(default_factory=lambda: [200])
+    delay: float = 0.0  # seconds before answering (a receiver that hangs)
+    answer_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     server: uvicorn.Server | None = None
     task: asyncio.Task[None] | None = None
@@ -48,7 +50,11 @@ class Receiver:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         status = self.statuses[min(len(self.seen), len(self.statuses) - 1)]
         self.seen.append((headers, body))
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        await send(
+            {"type": "http.response.start", "status": status, "headers": self.answer_headers}
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def start(self) -> None:

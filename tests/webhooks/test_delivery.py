@@ -392,3 +392,52 @@ async def test_a_private_address_is_refused_at_send_time_too(
     ).json()["items"]
     assert delivery["status"] == "pending"
     assert "non-public" in delivery["attempts"][0]["error"]
+
+
+async def test_receivers_that_hang_redirect_or_babble_block_nothing(
+    hook_client: httpx.AsyncClient,
+    hook_admin: dict[str, str],
+    engine: AsyncEngine,
+    hook_settings: Settings,
+    monkeypatch: Any,
+) -> None:
+    from app.webhooks import sender
+
+    monkeypatch.setattr(sender, "TIMEOUT_SECONDS", 0.3)
+    await standard_setup(hook_client, hook_admin)
+    target = Receiver(port=free_port())
+    hanging = Receiver(port=free_port(), delay=5)
+    redirecting = Receiver(
+        port=free_port(), statuses=[302], answer_headers=[(b"location", target.url.encode())]
+    )
+    babbling = Receiver(port=free_port(), statuses=[299])  # a 2xx nobody defined: success
+    for r in (target, hanging, redirecting, babbling):
+        await r.start()
+    try:
+        for r in (hanging, redirecting, babbling):
+            await subscribe(hook_client, hook_admin, r.url)
+        await post(hook_client, hook_admin, external_id="a")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with httpx.AsyncClient() as client:
+            assert await worker.deliver_due(engine, client, hook_settings) == 3
+        assert loop.time() - started < 3  # the hanging one was cut, the others did not wait
+        assert target.seen == []  # the redirect was not followed
+        hooks = (await hook_client.get("/v1/webhooks", headers=hook_admin)).json()["items"]
+        by_url = {}
+        for hook in hooks:
+            listed = await hook_client.get(
+                f"/v1/webhooks/{hook['id']}/deliveries", headers=hook_admin
+            )
+            by_url[hook["url"]] = listed.json()["items"][0]
+        assert by_url[hanging.url]["status"] == "pending"
+        assert by_url[hanging.url]["attempts"][0]["error"]
+        assert by_url[redirecting.url]["status"] == "pending"
+        assert by_url[redirecting.url]["attempts"][0]["status_code"] == 302
+        assert by_url[babbling.url]["status"] == "delivered"
+        # The service answers all along.
+        assert (await hook_client.get("/v1/stages", headers=hook_admin)).status_code == 200
+    finally:
+        hanging.server.force_exit = True  # type: ignore[union-attr]  # not waiting for it
+        for r in (target, hanging, redirecting, babbling):
+            await r.stop()
