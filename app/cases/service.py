@@ -28,11 +28,11 @@ from app.indices.periods import Window
 from app.keys.service import Principal
 from app.orgs import tree
 from app.orgs.models import Org
-from app.orgs.service import find_referenced
+from app.orgs.service import within
 from app.platform import clock
 from app.platform.db import driver_connection
 from app.platform.errors import Conflict, NotFound, ValidationFailed
-from app.platform.pagination import PageParams, after_instant_and_id
+from app.platform.pagination import PageParams, after_instant_and_id, cut
 from app.responses.schemas import Score
 from app.responses.service import parse_id
 from app.surveys.models import Survey, SurveyVersion
@@ -259,13 +259,9 @@ async def list_cases(
     """Cases ordered by (opened_at, id), by org subtree, status, overdue and opening time."""
     now = clock.now()
     query = _with_names()
-    if org_code is not None:
-        org = await find_referenced(
-            session, code=org_code, principal=principal, loc=("query", "org")
-        )
-        query = query.where(Org.path.contains([org.id]))
-    elif principal.org_id is not None:
-        query = query.where(Org.path.contains([principal.org_id]))
+    scope = await within(session, principal=principal, org_code=org_code)
+    if scope is not None:
+        query = query.where(scope)
     if status is not None:
         query = query.where(Case.status == status.value)
     if overdue is not None:
@@ -278,12 +274,10 @@ async def list_cases(
     if page.after:
         query = query.where(tuple_(Case.opened_at, Case.id) > after_instant_and_id(page.after))
     query = query.order_by(Case.opened_at, Case.id).limit(page.limit + 1)
-    rows = (await session.execute(query)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    items = [render(c, org=o, survey=s, now=now) for c, o, s, _ in rows]
-    last = [rows[-1][0].opened_at.isoformat(), rows[-1][0].id] if more else None
-    return items, last
+    rows, last = cut(
+        (await session.execute(query)).all(), page, lambda r: [r[0].opened_at.isoformat(), r[0].id]
+    )
+    return [render(c, org=o, survey=s, now=now) for c, o, s, _ in rows], last
 
 
 _STATS = """
@@ -300,16 +294,15 @@ async def stats(
     now = clock.now()
     view = await tree.load(session)
     params: list[Any] = []
-    clauses = []
-    for part in indices.stretches(view, [org.id], window, scope):
-        params += [_instant(part.start, zone), _instant(part.end, zone), sorted(part.members)]
-        a, b, c = len(params) - 2, len(params) - 1, len(params)
-        clauses.append(
-            f"(opened_at >= ${a}::timestamptz AND opened_at < ${b}::timestamptz"
-            f" AND org_id = ANY(${c}::bigint[]))"
-        )
+    where = indices.stretch_filter(
+        indices.stretches(view, [org.id], window, scope),
+        column="opened_at",
+        cast="timestamptz",
+        params=params,
+        edge=lambda day: _instant(day, zone),
+    )
     conn = await driver_connection(session)
-    sql = _STATS.format(where=" OR ".join(clauses) or "false")  # placeholders only
+    sql = _STATS.format(where=where)  # placeholders only
     rows = await conn.fetch(sql, *params)
     start, end = _instant(window.start, zone), _instant(window.end, zone)
 

@@ -347,6 +347,29 @@ def stretches(
     return parts
 
 
+def stretch_filter(
+    parts: Sequence[Stretch],
+    *,
+    column: str,
+    cast: str,
+    params: list[Any],
+    edge: Callable[[date], Any] = lambda day: day,
+) -> str:
+    """SQL keeping the rows of a table with `org_id` that lie in the stretches: `column`
+    (`cast`: date, or timestamptz with `edge` turning a day into its first instant) in
+    [start, end) and the org among the stretch's members. Values go to `params`; the SQL
+    holds placeholders only."""
+    clauses = []
+    for part in parts:
+        params += [edge(part.start), edge(part.end), sorted(part.members)]
+        a, b, c = len(params) - 2, len(params) - 1, len(params)
+        clauses.append(
+            f"({column} >= ${a}::{cast} AND {column} < ${b}::{cast}"
+            f" AND org_id = ANY(${c}::bigint[]))"
+        )
+    return " OR ".join(clauses) or "false"
+
+
 def pieces(
     view: tree.TreeView, orgs: Sequence[int], window: Window, scope: Scope, *, group: int
 ) -> list[store.Piece]:

@@ -23,11 +23,10 @@ from app.keys.service import Principal
 from app.orgs.models import Org
 from app.platform import clock
 from app.platform.config import Settings
-from app.platform.errors import Conflict, Gone, NotFound, ValidationFailed
+from app.platform.errors import Conflict, Gone, NotFound
 from app.responses import ingest
-from app.responses.prepare import Catalog, ItemInvalid, prepare
 from app.responses.schemas import CustomerIn, ItemStatus, ResponseIn
-from app.responses.service import summary
+from app.responses.service import prepare_one
 from app.surveys.models import Survey, SurveyVersion
 from app.surveys.schemas import QuestionOut
 
@@ -140,21 +139,13 @@ async def submit(
     principal = Principal(
         key_id="invitation", name="invitation", scopes=frozenset(), source=row.source
     )
-    catalog = await Catalog.load(session, [body], source=row.source)
-    try:
-        item = prepare(
-            body,
-            index=0,
-            loc=("body",),
-            catalog=catalog,
-            principal=principal,
-            pseudonym_key=settings.pseudonym_key,
-            zone=settings.zone,
-            now=clock.now(),
-            pseudonym=row.customer_pseudonym,
-        )
-    except ItemInvalid as exc:
-        raise ValidationFailed(summary(exc.errors), errors=exc.errors) from exc
+    item, catalog = await prepare_one(
+        session,
+        body=body,
+        principal=principal,
+        settings=settings,
+        pseudonym=row.customer_pseudonym,
+    )
     (stored,) = await ingest.store(session, [item], gone=catalog.gone)
     if stored.status is not ItemStatus.created:
         raise InvitationAnswered("This invitation has an answer; it takes one.")

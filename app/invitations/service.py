@@ -39,12 +39,12 @@ from app.invitations.schemas import (
 from app.keys.service import Principal
 from app.orgs import tree
 from app.orgs.models import Org
-from app.orgs.service import find_referenced
+from app.orgs.service import within
 from app.platform import clock
 from app.platform.config import Settings
 from app.platform.db import driver_connection
 from app.platform.errors import Conflict, NotFound, ValidationFailed
-from app.platform.pagination import PageParams, after_instant_and_id
+from app.platform.pagination import PageParams, after_instant_and_id, cut
 from app.responses.prepare import FUTURE_TOLERANCE, pseudonymize, tombstone_hash
 from app.responses.schemas import CustomerOut
 from app.responses.service import SourceForbidden, parse_id
@@ -442,13 +442,9 @@ async def list_invitations(
     """Invitations ordered by (occurred_at, id), by org subtree, status and time."""
     now = clock.now()
     query = _with_names()
-    if org_code is not None:
-        org = await find_referenced(
-            session, code=org_code, principal=principal, loc=("query", "org")
-        )
-        query = query.where(Org.path.contains([org.id]))
-    elif principal.org_id is not None:
-        query = query.where(Org.path.contains([principal.org_id]))
+    scope = await within(session, principal=principal, org_code=org_code)
+    if scope is not None:
+        query = query.where(scope)
     if status is not None:
         query = query.where(*_status_filter(status, now))
     if start is not None:
@@ -460,12 +456,12 @@ async def list_invitations(
             tuple_(Invitation.occurred_at, Invitation.id) > after_instant_and_id(page.after)
         )
     query = query.order_by(Invitation.occurred_at, Invitation.id).limit(page.limit + 1)
-    rows = (await session.execute(query)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    items = [render(r, Named(s, v, o), now=now) for r, s, v, o, _ in rows]
-    last = [rows[-1][0].occurred_at.isoformat(), rows[-1][0].id] if more else None
-    return items, last
+    rows, last = cut(
+        (await session.execute(query)).all(),
+        page,
+        lambda r: [r[0].occurred_at.isoformat(), r[0].id],
+    )
+    return [render(r, Named(s, v, o), now=now) for r, s, v, o, _ in rows], last
 
 
 _STATS = """
@@ -494,19 +490,14 @@ async def stats(
     org's scope in the chosen tree."""
     now = clock.now()
     view = await tree.load(session)
-    parts = indices.stretches(view, [org.id], window, scope)
-    filters = scope.filters
-    clauses = []
     params: list[Any] = [now]
-    for part in parts:
-        params.extend([part.start, part.end, sorted(part.members)])
-        a, b, c = len(params) - 2, len(params) - 1, len(params)
-        clauses.append(
-            f"(occurred_on >= ${a}::date AND occurred_on < ${b}::date"
-            f" AND org_id = ANY(${c}::bigint[]))"
-        )
-    where = " OR ".join(clauses) or "false"
-    extra = _filter_sql(filters, params)
+    where = indices.stretch_filter(
+        indices.stretches(view, [org.id], window, scope),
+        column="occurred_on",
+        cast="date",
+        params=params,
+    )
+    extra = _filter_sql(scope.filters, params)
     sql = _STATS.format(where=where, extra=extra)  # placeholders only: values are parameters
     conn = await driver_connection(session)
     counts = await conn.fetchrow(sql, *params)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -102,6 +102,21 @@ async def find_referenced(
     if org is None or not principal.sees(org.path):
         raise unknown_org(code, loc)
     return org
+
+
+async def within(
+    session: AsyncSession, *, principal: Principal, org_code: str | None
+) -> ColumnElement[bool] | None:
+    """A listing's org filter on `Org.path`: the subtree of the org its query names (422 if
+    unknown or unseen), or else the key's subtree; None for an unbound key naming none."""
+    if org_code is not None:
+        org = await find_referenced(
+            session, code=org_code, principal=principal, loc=("query", "org")
+        )
+        return Org.path.contains([org.id])
+    if principal.org_id is not None:
+        return Org.path.contains([principal.org_id])
+    return None
 
 
 def visible_path(path: list[int], principal: Principal) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -96,3 +97,15 @@ async def page_params(
 
 
 Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+Row = TypeVar("Row")
+
+
+def cut(
+    rows: Sequence[Row], page: PageParams, last: Callable[[Row], list[Any]]
+) -> tuple[list[Row], list[Any] | None]:
+    """The rows of the page (queried with one more than the limit, to learn whether more
+    follow) and, when more follow, `last` of its last row: what the next cursor holds."""
+    kept = list(rows[: page.limit])
+    return kept, last(kept[-1]) if len(rows) > page.limit else None

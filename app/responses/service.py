@@ -16,7 +16,7 @@ from app.orgs.service import find_referenced
 from app.platform import clock
 from app.platform.config import Settings
 from app.platform.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
-from app.platform.pagination import PageParams, after_instant_and_id
+from app.platform.pagination import PageParams, after_instant_and_id, cut
 from app.responses import ingest
 from app.responses.models import Response
 from app.responses.prepare import Catalog, ItemInvalid, Prepared, prepare
@@ -116,10 +116,17 @@ async def _load(session: AsyncSession, response_id: int) -> ResponseOut | None:
     return _render(response, org_code=org_code, survey_code=survey_code, survey_version=version)
 
 
-async def post_response(
-    session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
-) -> tuple[ResponseOut, bool]:
-    """Store one response; (response, created). A retry with the same content is not stored."""
+async def prepare_one(
+    session: AsyncSession,
+    *,
+    body: ResponseIn,
+    principal: Principal,
+    settings: Settings,
+    pseudonym: bytes | None = None,
+) -> tuple[Prepared, Catalog]:
+    """One response checked against its survey version and the caller, ready for the write
+    path, with what it refers to; 422 or 403 (another source) when it cannot be stored.
+    `pseudonym`: the customer's, for a caller that holds it instead of the ref."""
     catalog = await Catalog.load(session, [body], source=principal.source)
     try:
         item = prepare(
@@ -131,11 +138,20 @@ async def post_response(
             pseudonym_key=settings.pseudonym_key,
             zone=settings.zone,
             now=clock.now(),
+            pseudonym=pseudonym,
         )
     except ItemInvalid as exc:
         if exc.forbidden:
             raise SourceForbidden(exc.errors[0]["msg"]) from exc
         raise ValidationFailed(summary(exc.errors), errors=exc.errors) from exc
+    return item, catalog
+
+
+async def post_response(
+    session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
+) -> tuple[ResponseOut, bool]:
+    """Store one response; (response, created). A retry with the same content is not stored."""
+    item, catalog = await prepare_one(session, body=body, principal=principal, settings=settings)
     (stored,) = await ingest.store(session, [item], gone=catalog.gone)
     if stored.status is ItemStatus.created:
         return _render_prepared(item, stored), True
@@ -295,9 +311,10 @@ async def list_responses(
             tuple_(Response.occurred_at, Response.id) > after_instant_and_id(page.after)
         )
     query = query.order_by(Response.occurred_at, Response.id).limit(page.limit + 1)
-    rows = (await session.execute(query)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    rows, last = cut((await session.execute(query)).all(), page, _instant_and_id)
     items = [_render(r, org_code=oc, survey_code=sc, survey_version=v) for r, oc, sc, v in rows]
-    last = [rows[-1][0].occurred_at.isoformat(), rows[-1][0].id] if more else None
     return items, last
+
+
+def _instant_and_id(row: Any) -> list[Any]:
+    return [row[0].occurred_at.isoformat(), row[0].id]

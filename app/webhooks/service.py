@@ -18,7 +18,7 @@ from app.orgs.service import find_referenced
 from app.platform import clock
 from app.platform.config import Settings
 from app.platform.errors import NotFound, ValidationFailed
-from app.platform.pagination import PageParams
+from app.platform.pagination import PageParams, after_id, cut
 from app.responses.service import parse_id
 from app.webhooks import sender, worker
 from app.webhooks.models import Delivery, DeliveryStatus, EventType, Webhook
@@ -118,17 +118,9 @@ async def list_all(
 ) -> tuple[list[WebhookOut], list[Any] | None]:
     query = select(Webhook).order_by(Webhook.id).limit(page.limit + 1)
     if page.after:
-        query = query.where(Webhook.id > _after_id(page.after))
-    hooks = list(await session.scalars(query))
-    more = len(hooks) > page.limit
-    hooks = hooks[: page.limit]
-    return [await _render(session, h) for h in hooks], [hooks[-1].id] if more else None
-
-
-def _after_id(after: list[Any]) -> int:
-    if len(after) != 1 or not isinstance(after[0], int) or isinstance(after[0], bool):
-        raise ValidationFailed.at(("query", "cursor"), "invalid cursor")
-    return after[0]
+        query = query.where(Webhook.id > after_id(page.after))
+    hooks, last = cut(list(await session.scalars(query)), page, lambda h: [h.id])
+    return [await _render(session, h) for h in hooks], last
 
 
 async def update(
@@ -211,11 +203,10 @@ async def deliveries(
     if status is not None:
         query = query.where(Delivery.status == status.value)
     if page.after:
-        query = query.where(Delivery.id > _after_id(page.after))
-    rows = list(await session.scalars(query.order_by(Delivery.id).limit(page.limit + 1)))
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return [render_delivery(d) for d in rows], [rows[-1].id] if more else None
+        query = query.where(Delivery.id > after_id(page.after))
+    rows = await session.scalars(query.order_by(Delivery.id).limit(page.limit + 1))
+    deliveries, last = cut(list(rows), page, lambda d: [d.id])
+    return [render_delivery(d) for d in deliveries], last
 
 
 async def retry(
