@@ -20,6 +20,7 @@ from app.idempotency import service as idempotency
 from app.idempotency.middleware import Idempotency
 from app.indices import worker as fold_worker
 from app.indices.router import router as indices_router
+from app.insights.router import router as insights_router
 from app.invitations.router import public_router as public_invitations_router
 from app.invitations.router import router as invitations_router
 from app.keys.router import router as keys_router
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         surveys_router,
         responses_router,
         indices_router,
+        insights_router,
         executives_router,
         tasks_router,
         evaluations_router,

@@ -116,6 +116,7 @@ CONFIG = schemathesis.Config.from_dict(
             "body.org": {"dictionary": "orgs", "probability": 0.7},
             "body.parent": {"dictionary": "orgs", "probability": 0.5},
             "body.survey": {"dictionary": "surveys", "probability": 0.7},
+            "query.survey": {"dictionary": "surveys", "probability": 0.7},
         },
         "operations": [
             {

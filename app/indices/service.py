@@ -370,6 +370,21 @@ def stretch_filter(
     return " OR ".join(clauses) or "false"
 
 
+def filter_sql(filters: store.Filters, params: list[Any]) -> str:
+    """The scope's stage, channel and customer type filters as SQL (` AND …`) on a table with
+    those columns; values go to `params`."""
+    sql = ""
+    for column, values in (
+        ("stage", filters.stages),
+        ("channel", filters.channels),
+        ("customer_type", filters.customer_types),
+    ):
+        if values is not None:
+            params.append([str(v) for v in values])
+            sql += f" AND {column}::text = ANY(${len(params)}::text[])"
+    return sql
+
+
 def pieces(
     view: tree.TreeView, orgs: Sequence[int], window: Window, scope: Scope, *, group: int
 ) -> list[store.Piece]:

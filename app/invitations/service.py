@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.indices import service as indices
 from app.indices.periods import Window
-from app.indices.store import Filters
 from app.invitations import rules, tokens
 from app.invitations.models import (
     ContactRules,
@@ -497,7 +496,7 @@ async def stats(
         cast="date",
         params=params,
     )
-    extra = _filter_sql(scope.filters, params)
+    extra = indices.filter_sql(scope.filters, params)
     sql = _STATS.format(where=where, extra=extra)  # placeholders only: values are parameters
     conn = await driver_connection(session)
     counts = await conn.fetchrow(sql, *params)
@@ -524,20 +523,6 @@ async def stats(
         cancelled=cancelled,
         response_rate=answered / sent if sent else None,
     )
-
-
-def _filter_sql(filters: Filters, params: list[Any]) -> str:
-    """The scope's filters as SQL on invitations, their values appended to `params`."""
-    sql = ""
-    for column, values in (
-        ("stage", filters.stages),
-        ("channel", filters.channels),
-        ("customer_type", filters.customer_types),
-    ):
-        if values is not None:
-            params.append([str(v) for v in values])
-            sql += f" AND {column}::text = ANY(${len(params)}::text[])"
-    return sql
 
 
 async def list_sampling(session: AsyncSession) -> SamplingList:

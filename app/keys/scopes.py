@@ -19,4 +19,5 @@ class Scope(StrEnum):
     invitations_write = "invitations:write"
     cases_read = "cases:read"
     cases_write = "cases:write"
+    insights_read = "insights:read"
     admin = "admin"

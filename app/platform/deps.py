@@ -89,6 +89,7 @@ EvaluationsReader = Annotated[Principal, Depends(require(Scope.evaluations_read)
 EvaluationsWriter = Annotated[Principal, Depends(require(Scope.evaluations_write))]
 CasesReader = Annotated[Principal, Depends(require(Scope.cases_read))]
 CasesWriter = Annotated[Principal, Depends(require(Scope.cases_write))]
+InsightsReader = Annotated[Principal, Depends(require(Scope.insights_read))]
 InvitationsReader = Annotated[Principal, Depends(require(Scope.invitations_read))]
 InvitationsWriter = Annotated[Principal, Depends(require(Scope.invitations_write))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
@@ -101,6 +102,7 @@ __all__ = [
     "EvaluationsWriter",
     "IndicesReader",
     "IndicesWriter",
+    "InsightsReader",
     "InvitationsReader",
     "InvitationsWriter",
     "OrgsWriter",

@@ -44,7 +44,8 @@ INGESTED = Counter(
 )
 INDEX_SECONDS = Histogram(
     "cx_index_query_seconds",
-    "Time to compute an index answer, by kind (index, children, ranking, series).",
+    "Time to compute an index or insight answer, by kind (index, children, series, "
+    "pain_points, drivers).",
     ["kind"],
     buckets=_LATENCY_BUCKETS,
 )

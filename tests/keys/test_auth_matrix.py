@@ -126,6 +126,7 @@ EVAL_R, EVAL_W = Scope.evaluations_read, Scope.evaluations_write
 EXEC, TASK = Names.executive, Names.task
 INV_R, INV_W, INV = Scope.invitations_read, Scope.invitations_write, Names.invitation
 CASES_R, CASES_W, CASE = Scope.cases_read, Scope.cases_write, Names.case
+INS_R = Scope.insights_read
 SEEDED_ID = 424242  # the seeded webhook's and its delivery's id (set by seed())
 WEBHOOK = f"/v1/webhooks/{SEEDED_ID}"
 ORG = "/v1/orgs/{code}"
@@ -528,6 +529,14 @@ MATRIX: tuple[Row, ...] = (
         None,
         200,
         403,
+    ),
+    row("GET", ORG + "/pain-points", INS_R, "/v1/orgs/{org}/pain-points?period=2026", names=PATH),
+    row(
+        "GET",
+        ORG + "/drivers",
+        INS_R,
+        "/v1/orgs/{org}/drivers?period=2026&survey=delivery-csat",
+        names=PATH,
     ),
     row("GET", "/v1/cases", CASES_R),
     row("GET", "/v1/cases", CASES_R, "/v1/cases?org={org}", names=QUERY, variant="org"),
