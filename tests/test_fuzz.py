@@ -84,6 +84,7 @@ CONFIG = schemathesis.Config.from_dict(
             "invitations": {"values": ["1"]},
             "cases": {"values": ["1", "2"]},
             "webhooks": {"values": ["1"]},
+            "segment-keys": {"values": ["tier"]},
             "deliveries": {"values": ["1"]},
             "tokens": {"values": [INVITATION_TOKEN]},
             "sources": {"values": ["delivery-app"]},
@@ -117,6 +118,7 @@ CONFIG = schemathesis.Config.from_dict(
             "body.parent": {"dictionary": "orgs", "probability": 0.5},
             "body.survey": {"dictionary": "surveys", "probability": 0.7},
             "query.survey": {"dictionary": "surveys", "probability": 0.7},
+            "query.key": {"dictionary": "segment-keys", "probability": 0.7},
         },
         "operations": [
             {

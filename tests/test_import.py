@@ -162,21 +162,22 @@ async def test_csv_columns_become_the_api_body(
         "answer.overall",
         "answer.reason",
         "answer.comment",
+        "segment.tier",
     ]
     path = write_csv(
         tmp_path / "responses.csv",
         [
             header,
             ["delivery-csat", "KR-DELIVERY-SEOUL", "2026-11-20T10:00:00+09:00", "pos", "c1",
-             "mobile", "cust-1", "end_user", "4", "late", "kind, and fast"],
+             "mobile", "cust-1", "end_user", "4", "late", "kind, and fast", "gold"],
             # empty cells are left out: no channel, no customer ref, no optional answers
             ["delivery-csat", "KR-DELIVERY-BUSAN", "2026-11-21T10:00:00Z", "pos", "c2",
-             "", "", "business_partner", "5", "", ""],
+             "", "", "business_partner", "5", "", "", ""],
             ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c3"],  # too few cells
             ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c4",
-             "", "", "end_user", "five", "", ""],  # not a number
+             "", "", "end_user", "five", "", "", ""],  # not a number
             ["delivery-csat", "KR", "2026-11-21T10:00:00Z", "pos", "c5",
-             "", "", "end_user", "\u0664", "", ""],  # ARABIC-INDIC FOUR: not a JSON number either
+             "", "", "end_user", "\u0664", "", "", ""],  # ARABIC-INDIC FOUR: no JSON number
         ],
     )  # fmt: skip
     done = cx(settings, "import", "responses", path)
@@ -184,7 +185,7 @@ async def test_csv_columns_become_the_api_body(
     assert "created 2" in done.stderr
     rejects = {r["line"]: r for r in read_rejects(tmp_path / "responses.csv.rejects.jsonl")}
     assert set(rejects) == {4, 5, 6}
-    assert "expected 11 cells, found 5" in rejects[4]["reason"]
+    assert "expected 12 cells, found 5" in rejects[4]["reason"]
     assert rejects[5]["errors"][0]["loc"] == ["answers", "overall"]
     assert rejects[6]["errors"][0]["loc"] == ["answers", "overall"]
 
@@ -195,6 +196,8 @@ async def test_csv_columns_become_the_api_body(
     assert c1["answers"] == {"overall": 4, "reason": "late", "comment": "kind, and fast"}
     assert c1["channel"] == "mobile"
     assert c1["score"] == {"raw": 4, "normalized": 75.0}
+    assert c1["segments"] == {"tier": "gold"}
+    assert c2["segments"] is None
     assert c2["answers"] == {"overall": 5}
     assert c2["channel"] is None
     assert c2["customer"]["type"] == "business_partner"

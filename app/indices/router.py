@@ -14,6 +14,7 @@ from app.indices.periods import DATE_PATTERN, PERIOD_PATTERN, Granularity
 from app.indices.schemas import (
     ChildList,
     OrgIndex,
+    SegmentList,
     Series,
     TargetIn,
     TargetList,
@@ -26,9 +27,16 @@ from app.keys.service import Principal
 from app.orgs.models import Org
 from app.orgs.service import get_visible
 from app.platform import clock
-from app.platform.deps import IndicesReader, IndicesWriter, SessionDep, SettingsDep
+from app.platform.deps import (
+    IndicesReader,
+    IndicesWriter,
+    InsightsReader,
+    SessionDep,
+    SettingsDep,
+)
 from app.platform.errors import ValidationFailed
 from app.platform.metrics import INDEX_SECONDS
+from app.platform.schemas import CODE_PATTERN, is_code
 from app.responses.models import CustomerType
 from app.stages import Stage
 
@@ -78,7 +86,46 @@ CustomerTypeQuery = Annotated[
 ]
 
 
-def parse_filters(stages: str | None, channel: str | None, customer_type: str | None) -> Filters:
+MAX_SEGMENT_FILTERS = 8
+SegmentQuery = Annotated[
+    list[str] | None,
+    Query(
+        description="KEY:VALUE; repeatable, all must hold (responses carrying every one).",
+        json_schema_extra={"maxItems": MAX_SEGMENT_FILTERS},
+    ),
+]
+
+
+def parse_segments(values: list[str] | None) -> list[tuple[str, str]] | None:
+    """`segment=KEY:VALUE` filters: keys in the code pattern, values of 1 to 64 characters."""
+    if not values:
+        return None
+    if len(values) > MAX_SEGMENT_FILTERS:
+        raise ValidationFailed.at(
+            ("query", "segment"), f"at most {MAX_SEGMENT_FILTERS} segment filters"
+        )
+    found: dict[str, str] = {}
+    for value in values:
+        key, colon, wanted = value.partition(":")
+        if not colon or not is_code(key) or not 1 <= len(wanted) <= 64 or "\x00" in wanted:
+            raise ValidationFailed.at(
+                ("query", "segment"),
+                "must be KEY:VALUE, KEY a code and VALUE 1 to 64 characters",
+            )
+        if found.get(key, wanted) != wanted:
+            raise ValidationFailed.at(
+                ("query", "segment"), f"segment {key!r} cannot have two values at once"
+            )
+        found[key] = wanted
+    return sorted(found.items())
+
+
+def parse_filters(
+    stages: str | None,
+    channel: str | None,
+    customer_type: str | None,
+    segment: list[str] | None = None,
+) -> Filters:
     """The index filters of the query (each a comma-separated list; empty: no filter)."""
     try:
         stage_list = [Stage(s) for s in _csv(stages, "stages") or []] or None
@@ -93,7 +140,12 @@ def parse_filters(stages: str | None, channel: str | None, customer_type: str | 
     channels = _csv(channel, "channel")
     if channels is not None and any(len(c) > 64 for c in channels):
         raise ValidationFailed.at(("query", "channel"), "a channel has at most 64 characters")
-    return Filters(stages=stage_list, channels=channels, customer_types=types)
+    return Filters(
+        stages=stage_list,
+        channels=channels,
+        customer_types=types,
+        segments=parse_segments(segment),
+    )
 
 
 async def _base_scope(
@@ -101,13 +153,14 @@ async def _base_scope(
     stages: StagesQuery = None,
     channel: ChannelQuery = None,
     customer_type: CustomerTypeQuery = None,
+    segment: SegmentQuery = None,
     include_descendants: bool = True,
     min_n: Annotated[
         int | None, Query(ge=1, le=1_000_000, description="Minimum n of a stage (≥ the floor).")
     ] = None,
 ) -> service.Scope:
     """The filters and thresholds shared by every index route."""
-    filters = parse_filters(stages, channel, customer_type)
+    filters = parse_filters(stages, channel, customer_type, segment)
     if min_n is not None and min_n < settings.min_n_floor:
         raise ValidationFailed.at(
             ("query", "min_n"), f"min_n may not be below the floor of {settings.min_n_floor}"
@@ -213,6 +266,24 @@ async def get_children_index(
         return await service.children_index(
             session, org=org, window=window, scope=scope, principal=principal
         )
+
+
+@router.get("/index/segments")
+async def get_segment_index(
+    code: OrgCode,
+    session: SessionDep,
+    principal: InsightsReader,
+    scope: ScopeDep,
+    key: Annotated[str, Query(pattern=CODE_PATTERN, description="The segment key.")],
+    period: Period = None,
+    start: From = None,
+    end: To = None,
+) -> SegmentList:
+    """One index per value of a segment key in the org's scope, ranked like children."""
+    window = service.parse_window(period, start, end)
+    org = await _org(session, principal, code)
+    with INDEX_SECONDS.labels("segments").time():
+        return await service.segment_index(session, org=org, key=key, window=window, scope=scope)
 
 
 @router.get("/index/series")

@@ -66,6 +66,26 @@ class ChildIndex(BaseModel):
     suppressed: bool
 
 
+class SegmentIndex(BaseModel):
+    value: str
+    n: int
+    csi: float | None
+    ci95: Interval | None
+    suppressed: bool
+    rank: int | None
+
+
+class SegmentList(BaseModel):
+    model_config = {"populate_by_name": True}
+
+    org: str
+    key: str
+    from_: date = Field(alias="from")
+    to: date
+    tree: str = Field(description=TREE_DESCRIPTION)
+    items: list[SegmentIndex]
+
+
 class ChildList(BaseModel):
     tree: str = Field(description=TREE_DESCRIPTION)
     items: list[ChildIndex]

@@ -31,6 +31,8 @@ from app.indices.schemas import (
     ChildList,
     OrgIndex,
     PreviousIndex,
+    SegmentIndex,
+    SegmentList,
     SeriesPoint,
     StageIndex,
     TargetList,
@@ -371,8 +373,8 @@ def stretch_filter(
 
 
 def filter_sql(filters: store.Filters, params: list[Any]) -> str:
-    """The scope's stage, channel and customer type filters as SQL (` AND …`) on a table with
-    those columns; values go to `params`."""
+    """The scope's stage, channel, customer type and segment filters as SQL (` AND …`) on a
+    table with those columns; values go to `params`."""
     sql = ""
     for column, values in (
         ("stage", filters.stages),
@@ -382,6 +384,9 @@ def filter_sql(filters: store.Filters, params: list[Any]) -> str:
         if values is not None:
             params.append([str(v) for v in values])
             sql += f" AND {column}::text = ANY(${len(params)}::text[])"
+    if filters.containment is not None:
+        params.append(filters.containment)
+        sql += f" AND segments @> ${len(params)}::jsonb"
     return sql
 
 
@@ -542,22 +547,28 @@ async def children_index(
     for group, child in enumerate(children):
         _, weights = _nearest(child.path, sets)
         results.append((child, index_of(stats.get((group, None), {}), weights, scope)))
-    results.sort(key=lambda r: r[0].code)
+    ranked = competition_ranks([(child.code, (child, result)) for child, result in results])
+    items = [_child_item(child, result, rank) for (child, result), rank in ranked]
+    return ChildList(tree=scope.tree.label, items=items)
+
+
+def competition_ranks(named: Sequence[tuple[str, tuple[Any, IndexResult]]]) -> list[Any]:
+    """Named results ranked by csi descending then name, competition ranks (1, 2, 2, 4) among
+    the unsuppressed; the suppressed after them, by name, without a rank: [(thing, rank)]."""
     ranked = sorted(
-        (r for r in results if r[1].csi is not None),
-        key=lambda r: (-(r[1].csi or 0.0), r[0].code),
+        (n for n in named if n[1][1].csi is not None), key=lambda n: (-(n[1][1].csi or 0.0), n[0])
     )
-    items: list[ChildIndex] = []
+    out: list[Any] = []
     previous_csi: float | None = None
     rank = 0
-    for position, (child, result) in enumerate(ranked, start=1):
-        if result.csi != previous_csi:
-            rank, previous_csi = position, result.csi
-        items.append(_child_item(child, result, rank))
-    items.extend(
-        _child_item(child, result, None) for child, result in results if result.csi is None
+    for position, (_, thing) in enumerate(ranked, start=1):
+        if thing[1].csi != previous_csi:
+            rank, previous_csi = position, thing[1].csi
+        out.append((thing, rank))
+    out.extend(
+        (thing, None) for _, thing in sorted(named, key=lambda n: n[0]) if thing[1].csi is None
     )
-    return ChildList(tree=scope.tree.label, items=items)
+    return out
 
 
 def _child_item(child: Org, result: IndexResult, rank: int | None) -> ChildIndex:
@@ -603,3 +614,54 @@ async def index_series(
             )
         )
     return SeriesOut(tree=scope.tree.label, items=items)
+
+
+_BY_SEGMENT = """
+SELECT s.value, s.stage::text AS stage, s.scale_min, s.scale_max, {sums}
+FROM (SELECT x.segments ->> $1, x.stage, x.scale_min, x.scale_max, {stats}
+      FROM responses x WHERE x.segments ? $1 AND {where})
+  AS s(value, stage, scale_min, scale_max, n, sum_d, sum_d2, top2, nps_n, promoters, detractors)
+GROUP BY 1, 2, 3, 4
+"""
+
+
+async def segment_index(
+    session: AsyncSession, *, org: Org, key: str, window: Window, scope: Scope
+) -> SegmentList:
+    """One index per value of segment `key` among the scope's responses (those without the
+    key left out), with the org's weights, ranked like children."""
+    _, weights = _nearest(org.path, await _sets(session, org.path))
+    view = await tree.load(session)
+    params: list[Any] = [key]
+    where = stretch_filter(
+        stretches(view, [org.id], window, scope), column="occurred_on", cast="date", params=params
+    )
+    where = f"({where}){filter_sql(scope.filters, params)}"
+    sums = ", ".join(f"sum(s.{c})::bigint" for c in store.STATS)
+    sql = _BY_SEGMENT.format(sums=sums, stats=store.raw_stats("x"), where=where)
+    conn = await driver_connection(session)
+    by_value: dict[str, dict[Stage, list[ScaleStats]]] = {}
+    for row in await conn.fetch(sql, *params):
+        stages = by_value.setdefault(row["value"], {})
+        stages.setdefault(Stage(row["stage"]), []).append(
+            ScaleStats(row["scale_min"], row["scale_max"], *list(row.values())[4:])
+        )
+    results = [(v, (v, index_of(stats, weights, scope))) for v, stats in by_value.items()]
+    return SegmentList(
+        org=org.code,
+        key=key,
+        from_=window.start,
+        to=window.end,
+        tree=scope.tree.label,
+        items=[
+            SegmentIndex(
+                value=value,
+                n=result.n,
+                csi=result.csi,
+                ci95=result.ci95,
+                suppressed=result.suppressed,
+                rank=rank,
+            )
+            for (value, result), rank in competition_ranks(results)
+        ],
+    )

@@ -11,6 +11,7 @@ Invariants (see docs/architecture.md):
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,14 +38,34 @@ class Filters:
     customer_types: Sequence[CustomerType] | None = None
     # Responses to these survey versions only (the survey rollup; raw rows with fine filters too).
     survey_versions: Sequence[int] | None = None
+    # Responses carrying all of these segments (key, value); only raw rows have segments.
+    segments: Sequence[tuple[str, str]] | None = None
 
     @property
     def key(self) -> tuple[tuple[Any, ...] | None, ...]:
         """A hashable form: pieces with equal keys are read by one part of the statement."""
         return tuple(
             None if f is None else tuple(f)
-            for f in (self.stages, self.channels, self.customer_types, self.survey_versions)
+            for f in (
+                self.stages,
+                self.channels,
+                self.customer_types,
+                self.survey_versions,
+                self.segments,
+            )
         )
+
+    @property
+    def raw_only(self) -> bool:
+        """Whether no rollup holds what the filters need (only the responses themselves)."""
+        return self.segments is not None or (self.survey_versions is not None and self.fine)
+
+    @property
+    def containment(self) -> str | None:
+        """The segments as the JSON object the responses' `segments` must contain."""
+        if self.segments is None:
+            return None
+        return json.dumps(dict(self.segments), ensure_ascii=False)
 
     @property
     def fine(self) -> bool:
@@ -81,10 +102,12 @@ def _filters(alias: str, filters: Filters, params: _Params, *, raw: bool = False
     if filters.survey_versions is not None:
         versions = list(filters.survey_versions)
         clauses.append(f"{alias}.survey_version_id = ANY({params.add(versions)}::bigint[])")
+    if filters.containment is not None:
+        clauses.append(f"{alias}.segments @> {params.add(filters.containment)}::jsonb")
     return "".join(f" AND {c}" for c in clauses)
 
 
-def _raw_stats(alias: str) -> str:
+def raw_stats(alias: str) -> str:
     d = f"({alias}.score - {alias}.scale_min)"
     nps = f"{alias}.primary_type = 'nps'"
     return (
@@ -164,8 +187,8 @@ async def collect_with_cells(
         delta_rows: list[tuple[int, date, date, int]] = []
         raw_rows: list[tuple[int, date, date, int]] = []
         # A survey filter reads the survey rollup; with channel or customer type as well, only
-        # the raw responses have all three.
-        raw_only = chosen.survey_versions is not None and chosen.fine
+        # the raw responses have all three; only they have segments.
+        raw_only = chosen.raw_only
         table = SURVEY if chosen.survey_versions is not None else FINE if chosen.fine else COARSE
         for piece in group:
             if piece.months is not None:
@@ -200,7 +223,7 @@ async def collect_with_cells(
         if raw_rows:
             columns = [params.add(list(c)) for c in zip(*raw_rows, strict=True)]
             parts.append(
-                f"SELECT t.g, {raw_month}, x.stage, x.scale_min, x.scale_max, {_raw_stats('x')}"
+                f"SELECT t.g, {raw_month}, x.stage, x.scale_min, x.scale_max, {raw_stats('x')}"
                 f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
                 f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
                 f" JOIN responses x ON x.org_id = t.org_id"

@@ -134,6 +134,7 @@ async def submit(
         channel=row.channel,
         customer=CustomerIn(type=row.customer_type),
         answers=answers,
+        segments=row.segments,
     )
     # Who answers: the invitation itself, with its own source and no org bound.
     principal = Principal(

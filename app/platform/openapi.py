@@ -176,6 +176,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("PATCH", "/v1/cases/{case_id}"): "updateCase",
     ("GET", "/v1/orgs/{code}/cases/stats"): "getCaseStats",
     ("GET", "/v1/orgs/{code}/pain-points"): "getPainPoints",
+    ("GET", "/v1/orgs/{code}/index/segments"): "getSegmentIndex",
     ("GET", "/v1/orgs/{code}/drivers"): "getDrivers",
     ("POST", "/v1/webhooks"): "createWebhook",
     ("GET", "/v1/webhooks"): "listWebhooks",

@@ -53,6 +53,7 @@ FIELD_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("survey", "org", "occurred_at", "external_id", "customer_type")
 ANSWER_PREFIX = "answer."
+SEGMENT_PREFIX = "segment."
 _INTEGER = re.compile(r"^[+-]?\d+$", re.ASCII)  # as JSON reads numbers: ASCII digits
 _STORED = {ItemStatus.created, ItemStatus.duplicate}
 
@@ -63,12 +64,15 @@ def check_columns(header: list[str]) -> None:
         name
         for name in header
         if name not in FIELD_COLUMNS
-        and not (name.startswith(ANSWER_PREFIX) and is_code(name[len(ANSWER_PREFIX) :]))
+        and not any(
+            name.startswith(prefix) and is_code(name[len(prefix) :])
+            for prefix in (ANSWER_PREFIX, SEGMENT_PREFIX)
+        )
     ]
     if unknown:
         raise ImportFileError(
             f"unknown column(s): {', '.join(unknown)}; expected {', '.join(FIELD_COLUMNS)} "
-            f"and one {ANSWER_PREFIX}KEY column per question"
+            f", one {ANSWER_PREFIX}KEY column per question and {SEGMENT_PREFIX}KEY columns"
         )
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
@@ -92,6 +96,13 @@ def csv_body(cells: dict[str, str], rating_keys: dict[str, set[str]]) -> dict[st
             key = name[len(ANSWER_PREFIX) :]
             answers[key] = int(value) if key in ratings and _INTEGER.fullmatch(value) else value
     body["answers"] = answers
+    segments = {
+        name[len(SEGMENT_PREFIX) :]: value
+        for name, value in cells.items()
+        if name.startswith(SEGMENT_PREFIX) and value != ""
+    }
+    if segments:
+        body["segments"] = segments
     return body
 
 

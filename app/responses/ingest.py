@@ -24,17 +24,17 @@ _INSERT = """
 INSERT INTO responses (
     org_id, survey_version_id, stage, occurred_at, occurred_on, source, external_id, channel,
     customer_type, customer_pseudonym, answers, score, scale_min, scale_max,
-    primary_type, fingerprint)
+    primary_type, fingerprint, segments)
 SELECT org_id, survey_version_id, stage::stage, occurred_at, occurred_on, source, external_id,
        channel,
        customer_type::customer_type, customer_pseudonym, answers::jsonb, score, scale_min,
-       scale_max, primary_type::question_type, fingerprint
+       scale_max, primary_type::question_type, fingerprint, segments::jsonb
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::date[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::smallint[],
-            $13::smallint[], $14::smallint[], $15::text[], $16::bytea[])
+            $13::smallint[], $14::smallint[], $15::text[], $16::bytea[], $17::text[])
     AS t(org_id, survey_version_id, stage, occurred_at, occurred_on, source, external_id, channel,
          customer_type, customer_pseudonym, answers, score, scale_min, scale_max,
-         primary_type, fingerprint)
+         primary_type, fingerprint, segments)
 ON CONFLICT (source, external_id) DO NOTHING
 RETURNING id, source, external_id, received_at
 """
@@ -150,6 +150,7 @@ def _columns(rows: Sequence[Prepared]) -> list[list[Any]]:
         [r.scale_max for r in rows],
         [r.primary_type.value for r in rows],
         [r.fingerprint for r in rows],
+        [orjson.dumps(r.segments).decode() if r.segments else None for r in rows],
     ]
 
 

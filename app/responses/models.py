@@ -63,12 +63,21 @@ class Response(Base):
     scale_max: Mapped[int] = mapped_column(SmallInteger)
     primary_type: Mapped[QuestionType] = mapped_column(QuestionTypeType)
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
+    segments: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index("ix_responses_org_id_occurred_on", "org_id", "occurred_on"),
         Index("ix_responses_occurred_on", "occurred_on"),
         Index("ix_responses_occurred_at_id", "occurred_at", "id"),
+        # The segment filter's containment test (segments @> {"tier": "gold"}).
+        Index(
+            "ix_responses_segments",
+            "segments",
+            postgresql_using="gin",
+            postgresql_ops={"segments": "jsonb_path_ops"},
+            postgresql_where="segments IS NOT NULL",
+        ),
         Index(
             "ix_responses_customer_pseudonym",
             "customer_pseudonym",

@@ -49,6 +49,7 @@ class Prepared:
     scale_max: int
     primary_type: QuestionType
     fingerprint: bytes
+    segments: dict[str, str] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,21 +88,25 @@ def fingerprint(
     customer_type: CustomerType,
     pseudonym: bytes | None,
     answers: dict[str, Any],
+    segments: dict[str, str] | None = None,
 ) -> bytes:
-    """A digest of the normalized content that decides 'same content' for a retried response."""
+    """A digest of the normalized content that decides 'same content' for a retried response.
+
+    Segments join the digest only when there are some, so that the digests of responses
+    stored before segments existed stay what they were."""
     instant_us = round(occurred_at.timestamp() * 1_000_000)
-    canonical = orjson.dumps(
-        [
-            survey_version_id,
-            org_id,
-            instant_us,
-            channel,
-            customer_type.value,
-            pseudonym.hex() if pseudonym else None,
-            answers,
-        ],
-        option=orjson.OPT_SORT_KEYS,
-    )
+    content: list[Any] = [
+        survey_version_id,
+        org_id,
+        instant_us,
+        channel,
+        customer_type.value,
+        pseudonym.hex() if pseudonym else None,
+        answers,
+    ]
+    if segments:
+        content.append(segments)
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).digest()
 
 
@@ -345,5 +350,7 @@ def prepare(
             customer_type=item.customer.type,
             pseudonym=pseudonym,
             answers=answers,
+            segments=item.segments or None,
         ),
+        segments=item.segments or None,
     )

@@ -15,6 +15,7 @@ from app.platform.schemas import (
     NoNul,
     OutputModel,
     PositiveVersion,
+    Segments,
     ShortText,
 )
 from app.responses.models import CustomerType
@@ -63,6 +64,7 @@ class ResponseIn(InputModel):
     channel: ShortText | None = None
     customer: CustomerIn
     answers: Annotated[dict[str, Any], Field(max_length=200)]
+    segments: Segments | None = None
 
 
 class CustomerOut(BaseModel):
@@ -88,6 +90,7 @@ class ResponseOut(OutputModel):
     customer: CustomerOut
     answers: dict[str, Any]
     score: Score
+    segments: dict[str, str] | None = None
 
 
 MAX_BATCH = 1000

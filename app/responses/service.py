@@ -76,6 +76,7 @@ def _render(
             * (response.score - response.scale_min)
             / (response.scale_max - response.scale_min),
         ),
+        segments=response.segments,
     )
 
 
@@ -96,6 +97,7 @@ def _render_prepared(item: Prepared, stored: ingest.Stored) -> ResponseOut:
         customer=CustomerOut(type=item.customer_type),
         answers=item.answers,
         score=Score(raw=item.score, normalized=item.normalized),
+        segments=item.segments,
     )
 
 

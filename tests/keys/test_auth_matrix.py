@@ -530,6 +530,13 @@ MATRIX: tuple[Row, ...] = (
         200,
         403,
     ),
+    row(
+        "GET",
+        ORG + "/index/segments",
+        INS_R,
+        "/v1/orgs/{org}/index/segments?period=2026&key=tier",
+        names=PATH,
+    ),
     row("GET", ORG + "/pain-points", INS_R, "/v1/orgs/{org}/pain-points?period=2026", names=PATH),
     row(
         "GET",

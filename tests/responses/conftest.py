@@ -25,6 +25,7 @@ RESPONSE_KEYS = {
     "customer",
     "answers",
     "score",
+    "segments",  # contract v1.1 (null when the response carries none)
 }
 
 NPS_SURVEY = {
