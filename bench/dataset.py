@@ -1,8 +1,10 @@
 """A deterministic, realistic data set: ~1,000 orgs in 4 levels, surveys of every stage, responses.
 
 Scores differ by stage, org (each org leans its own way, inherited in part from its parent),
-channel and customer type; timestamps spread over 24 months with a weekly rhythm. The same
-(seed, shard) always yields the same responses, so shards can be generated in parallel.
+channel and customer type; timestamps spread over 24 months with a weekly rhythm. Responses carry
+a choice reason (low scores name some reasons more), two sub-ratings that go with the overall
+score, and three segment keys (tier, region, plan). The same (seed, shard) always yields the
+same responses, so shards can be generated in parallel.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ SURVEYS: list[dict[str, Any]] = [
     {"code": "after-service-ces", "stage": "after_service", "type": "ces"},
 ]
 SCALES = {"csat": (1, 5), "nps": (0, 10), "ces": (1, 7)}
+# Micro-segments of the customers (three keys).
+TIERS = ("gold", "silver", "bronze")
+REGIONS = ("north", "south", "east", "west")
+PLANS = ("basic", "plus")
 
 
 def survey_bodies() -> list[dict[str, Any]]:
@@ -62,6 +68,9 @@ def survey_bodies() -> list[dict[str, Any]]:
                         "options": ["price", "speed", "staff", "quality", "other"],
                         "required": False,
                     },
+                    # Sub-ratings, for the key-driver analysis.
+                    {"key": "staff", "type": "csat", "prompt": "Staff?", "required": False},
+                    {"key": "ease", "type": "ces", "prompt": "How easy?", "required": False},
                     {"key": "comment", "type": "text", "prompt": "Comment?", "required": False},
                 ],
             }
@@ -142,7 +151,21 @@ def responses(
         if channel is not None:
             item["channel"] = channel
         if rng.random() < 0.3:
-            item["answers"]["reason"] = rng.choice(["price", "speed", "staff", "quality", "other"])
+            # Low scores name some reasons more often: the pain points have something to find.
+            reasons = ["price", "speed", "staff", "quality", "other"]
+            leaning = [1, 3, 2, 1, 1] if position < 0.5 else [2, 1, 1, 2, 1]
+            item["answers"]["reason"] = rng.choices(reasons, leaning)[0]
+        if rng.random() < 0.8:  # sub-ratings that go with the overall score, more or less
+            staff = min(max(rng.gauss(position + 0.05, 0.25), 0.0), 1.0)
+            ease = min(max(rng.gauss(position - 0.05, 0.3), 0.0), 1.0)
+            item["answers"]["staff"] = 1 + round(staff * 4)
+            item["answers"]["ease"] = 1 + round(ease * 6)
+        if rng.random() < 0.9:
+            item["segments"] = {
+                "tier": rng.choices(TIERS, (1, 3, 6))[0],
+                "region": rng.choice(REGIONS),
+                "plan": rng.choice(PLANS),
+            }
         yield item
 
 
