@@ -412,6 +412,26 @@ def pieces(
     return planned
 
 
+# Raw reads (partial months, segment filters, insights) visit many heap pages through a bitmap
+# of the (org_id, occurred_on) index: below this much memory the bitmap turns lossy and every
+# row of those pages is checked again (2.1 s instead of 0.54 s for a division's quarter of 10M).
+RAW_WORK_MEM = "64MB"
+
+
+async def tune(session: AsyncSession) -> None:
+    """Once per transaction, the settings of index and insight reads: custom plans (a generic
+    plan cannot see which org and months are asked for and scans the whole rollup), no JIT (it
+    costs more than these statements run), and memory enough for exact bitmaps."""
+    if session.info.get("custom_plans"):
+        return
+    conn = await driver_connection(session)
+    await conn.execute(
+        "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off;"
+        f" SET LOCAL work_mem = '{RAW_WORK_MEM}'"
+    )
+    session.info["custom_plans"] = True
+
+
 async def read(
     session: AsyncSession,
     *,
@@ -428,11 +448,7 @@ async def read(
     the shared tree lock, which no move can pass.
     """
     conn = await driver_connection(session)
-    # A generic plan cannot see which org and months are asked for and scans the whole rollup.
-    # JIT compiling costs more than these short statements run (150 ms for an evaluation).
-    if not session.info.get("custom_plans"):  # once per transaction
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off")
-        session.info["custom_plans"] = True
+    await tune(session)
     locked = False
     while True:
         view = await tree.load(session)
@@ -639,6 +655,7 @@ async def segment_index(
     where = f"({where}){filter_sql(scope.filters, params)}"
     sums = ", ".join(f"sum(s.{c})::bigint" for c in store.STATS)
     sql = _BY_SEGMENT.format(sums=sums, stats=store.raw_stats("x"), where=where)
+    await tune(session)
     conn = await driver_connection(session)
     by_value: dict[str, dict[Stage, list[ScaleStats]]] = {}
     for row in await conn.fetch(sql, *params):

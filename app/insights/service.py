@@ -67,6 +67,7 @@ async def pain_points(
     params: list[Any] = [low_below]
     where = await _scope_sql(session, org=org, window=window, scope=scope, params=params)
     conn = await driver_connection(session)
+    await indices.tune(session)
     rows = await conn.fetch(_PAIN.format(where=where), *params)  # placeholders only
     counts: dict[tuple[str, str], dict[str, math.OptionCount]] = {}
     n = low_n = 0
@@ -132,6 +133,7 @@ async def drivers(
     )
     params += wanted
     conn = await driver_connection(session)
+    await indices.tune(session)
     rows = await conn.fetch(_ANSWERS.format(columns=columns, where=where), *params)
     values = _normalized(rows, versions, wanted)
     complete = values[~np.isnan(values).any(axis=1)] if len(values) else values
