@@ -49,8 +49,9 @@ JOIN unnest($1::text[], $2::text[]) AS k(source, external_id)
 # After the insert, one statement: rows we just inserted under a key that an erasure tombstoned
 # meanwhile (the erasure deleted the earlier row and committed while our insert waited on it,
 # after our first tombstone look) are deleted again; every other inserted row answers the
-# pending invitation of its key, if there is one, and opens a case where its survey's case rule
-# says so. All parts see one snapshot, so the tombstone test is the same in each.
+# pending invitation of its key, if there is one, opens a case where its survey's case rule says
+# so, and queues the events of all that for the subscribed webhooks (the outbox). All parts see
+# one snapshot, so the tombstone test is the same in each.
 _AFTER_INSERT = """
 WITH k AS (
     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[])
