@@ -167,8 +167,8 @@ async def _visible(
 ) -> tuple[Case, str, str]:
     number = parse_id(case_id)
     query = _with_names().where(Case.id == number)
-    if lock:
-        query = query.with_for_update(of=Case)
+    if lock:  # the case's row, read afresh
+        query = query.with_for_update(of=Case).execution_options(populate_existing=True)
     found = None if number is None else (await session.execute(query)).first()
     if found is None or not principal.sees(found[3]):
         raise CaseNotFound(f"No case with id {case_id!r}.")
@@ -190,7 +190,6 @@ async def update_case(
     previous one left.
     """
     case, org, survey = await _visible(session, case_id, principal, lock=True)
-    await session.refresh(case)
     now = clock.now()
     current = CaseStatus(case.status)
     target = body.status or current

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -89,12 +90,8 @@ async def pain_points(
         low_below=low_below,
         n=n,
         low_n=low_n,
-        items=[PainPointItem(**vars_of(p)) for p in items],
+        items=[PainPointItem(**asdict(p)) for p in items],
     )
-
-
-def vars_of(item: Any) -> dict[str, Any]:
-    return {name: getattr(item, name) for name in item.__slots__}
 
 
 _ANSWERS = """

@@ -133,8 +133,13 @@ def _with_names() -> Any:
     )
 
 
-async def _named(session: AsyncSession, where: Any) -> tuple[Invitation, Named, list[int]] | None:
-    found = (await session.execute(_with_names().where(where))).first()
+async def _named(
+    session: AsyncSession, where: Any, *, lock: bool = False
+) -> tuple[Invitation, Named, list[int]] | None:
+    query = _with_names().where(where)
+    if lock:  # the invitation's row, read afresh
+        query = query.with_for_update(of=Invitation).execution_options(populate_existing=True)
+    found = (await session.execute(query)).first()
     if found is None:
         return None
     row, survey, version, org, path = found
@@ -367,9 +372,11 @@ async def _replay(
     return issued(row, names, settings=settings, now=now), False
 
 
-async def _visible(session: AsyncSession, invitation_id: str, principal: Principal) -> Any:
+async def _visible(
+    session: AsyncSession, invitation_id: str, principal: Principal, *, lock: bool = False
+) -> Any:
     number = parse_id(invitation_id)
-    found = None if number is None else await _named(session, Invitation.id == number)
+    found = None if number is None else await _named(session, Invitation.id == number, lock=lock)
     if found is None or not principal.sees(found[2]):
         raise InvitationNotFound(f"No invitation with id {invitation_id!r}.")
     return found
@@ -387,16 +394,9 @@ async def cancel_invitation(
     session: AsyncSession, *, invitation_id: str, principal: Principal
 ) -> None:
     """Cancel a pending invitation (its token then finds nothing); cancelling again is a no-op."""
-    row, _, _ = await _visible(session, invitation_id, principal)
-    now = clock.now()
     # The row lock orders this against a submit's marking (which also takes it).
-    locked = await session.scalar(
-        select(Invitation)
-        .where(Invitation.id == row.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert locked is not None
+    locked, _, _ = await _visible(session, invitation_id, principal, lock=True)
+    now = clock.now()
     status = rules.status_of(
         reason=locked.reason,
         cancelled_at=locked.cancelled_at,

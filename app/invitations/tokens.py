@@ -18,7 +18,7 @@ import re
 MAC_BYTES = 16
 ID_BYTES = 8
 TOKEN_LENGTH = 32  # base64 of 24 bytes: no padding, no spare bits, so one token has one text
-_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")
+_SHAPE = re.compile(f"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
 _MAX_ID = 2**63 - 1
 
 
