@@ -181,7 +181,9 @@ TABLES = (
     " purviews, executive_targets, executives, tasks, cases, case_rules, invitations,"
     " sampling_rules, webhook_deliveries, webhooks,"
     " contact_rules, opt_outs, responses, tombstones, index_deltas,"
-    " index_rollup, index_rollup_stage, stage_weights, targets,"
+    " index_rollup, index_rollup_stage, index_rollup_survey, segment_deltas,"
+    " index_rollup_segment, choice_deltas, choice_rollup, moment_deltas, moment_rollup,"
+    " stage_weights, targets,"
     " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"
 )
 

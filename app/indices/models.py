@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     SmallInteger,
     String,
+    Text,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -127,3 +128,104 @@ class Target(Base):
     period: Mapped[str] = mapped_column(String(7), primary_key=True)
     csi: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SegmentDelta(_Sums, Base):
+    """Appended by the trigger on responses: the index sums per segment (key, value) a response
+    carries; folded into index_rollup_segment."""
+
+    __tablename__ = "segment_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+    seg_key: Mapped[str] = mapped_column(Text)
+    seg_value: Mapped[str] = mapped_column(Text)
+    stage: Mapped[Stage] = mapped_column(StageType)
+    month: Mapped[date] = mapped_column(Date)
+    scale_min: Mapped[int] = mapped_column(SmallInteger)
+    scale_max: Mapped[int] = mapped_column(SmallInteger)
+
+    __table_args__ = (Index("ix_segment_deltas_org_id_month", "org_id", "month"),)
+
+
+class IndexRollupSegment(_Sums, Base):
+    """Folded index sums per segment (key, value): the segment breakdown and segment filter."""
+
+    __tablename__ = "index_rollup_segment"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    seg_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    seg_value: Mapped[str] = mapped_column(Text, primary_key=True)
+    stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
+    scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+
+
+class _ChoiceKey:
+    """A response itself (question and option '') or a choice it made, by its primary score."""
+
+    survey_version_id: Mapped[int] = mapped_column(BigInteger)
+    question: Mapped[str] = mapped_column(Text)
+    option: Mapped[str] = mapped_column(Text)
+    month: Mapped[date] = mapped_column(Date)
+    score: Mapped[int] = mapped_column(SmallInteger)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChoiceDelta(_ChoiceKey, Base):
+    __tablename__ = "choice_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_choice_deltas_org_id_month", "org_id", "month"),)
+
+
+class ChoiceRollup(Base):
+    """Folded counts of responses and of their choices, by primary score: the pain points."""
+
+    __tablename__ = "choice_rollup"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    survey_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    question: Mapped[str] = mapped_column(Text, primary_key=True)
+    option: Mapped[str] = mapped_column(Text, primary_key=True)
+    score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class MomentDelta(Base):
+    """Appended by the trigger on responses: a response's terms (i, j) of the sums of products
+    of its rating answers (see indices.store.moment_facts); folded into moment_rollup."""
+
+    __tablename__ = "moment_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+    survey_version_id: Mapped[int] = mapped_column(BigInteger)
+    month: Mapped[date] = mapped_column(Date)
+    answered: Mapped[str] = mapped_column(Text)
+    i: Mapped[int] = mapped_column(SmallInteger)
+    j: Mapped[int] = mapped_column(SmallInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_moment_deltas_org_id_month", "org_id", "month"),)
+
+
+class MomentRollup(Base):
+    """Folded sums of products of rating answers per answered set: the key drivers."""
+
+    __tablename__ = "moment_rollup"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    survey_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    answered: Mapped[str] = mapped_column(Text, primary_key=True)
+    i: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    j: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)

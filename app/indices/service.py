@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -432,6 +432,27 @@ async def tune(session: AsyncSession) -> None:
     session.info["custom_plans"] = True
 
 
+T = TypeVar("T")
+
+
+async def _under_tree(
+    session: AsyncSession, attempt: Callable[[tree.TreeView], Awaitable[tuple[str, T]]]
+) -> tuple[T, tree.TreeView]:
+    """`attempt` planned on the cached tree, returning the tree version its statement read
+    under; should a move have committed in between, planned again under the shared tree lock,
+    which no move can pass."""
+    await tune(session)
+    locked = False
+    while True:
+        view = await tree.load(session)
+        version, result = await attempt(view)
+        if version == view.version:
+            return result, view
+        if not locked:
+            await tree.lock_shared(session)
+            locked = True
+
+
 async def read(
     session: AsyncSession,
     *,
@@ -441,17 +462,10 @@ async def read(
 ) -> tuple[store.Stats, list[store.Cell], tree.TreeView]:
     """The statistics of the pieces that `plan` makes of the tree, read under that very tree
     (each piece with its own filters); with the `cells` asked of those pieces, from the same
-    statement, and the tree they were planned on.
-
-    The pieces are planned on the cached tree, and the sums come with the tree version they
-    were read under: should a move have committed in between, the read is planned again under
-    the shared tree lock, which no move can pass.
-    """
+    statement, and the tree they were planned on."""
     conn = await driver_connection(session)
-    await tune(session)
-    locked = False
-    while True:
-        view = await tree.load(session)
+
+    async def attempt(view: tree.TreeView) -> tuple[str, tuple[store.Stats, list[store.Cell]]]:
         planned = plan(view)
         version, stats, found = await store.collect_with_cells(
             conn,
@@ -459,11 +473,43 @@ async def read(
             by_month=by_month,
             cells=cells(planned) if cells is not None else None,
         )
-        if version == view.version:
-            return stats, found, view
-        if not locked:
-            await tree.lock_shared(session)
-            locked = True
+        return version, (stats, found)
+
+    (stats, found), view = await _under_tree(session, attempt)
+    return stats, found, view
+
+
+async def read_family(
+    session: AsyncSession,
+    *,
+    org: Org,
+    window: Window,
+    scope: Scope,
+    family: store.Family,
+    where: store.Condition,
+    raw_only: bool,
+    by: Sequence[str],
+) -> list[Any]:
+    """A family's sums (indices.store.gather) over `org`'s scope, kept by `where` and the
+    scope's filters, read under the tree they were planned on."""
+    conn = await driver_connection(session)
+
+    def raw_where(params: store._Params) -> str:
+        return filter_sql(scope.filters, params.values)
+
+    async def attempt(view: tree.TreeView) -> tuple[str, list[Any]]:
+        return await store.gather(
+            conn,
+            pieces=pieces(view, [org.id], window, scope, group=0),
+            family=family,
+            where=where,
+            raw_where=raw_where,
+            raw_only=raw_only,
+            by=by,
+        )
+
+    rows, _ = await _under_tree(session, attempt)
+    return rows
 
 
 async def _read(
@@ -632,36 +678,39 @@ async def index_series(
     return SeriesOut(tree=scope.tree.label, items=items)
 
 
-_BY_SEGMENT = """
-SELECT s.value, s.stage::text AS stage, s.scale_min, s.scale_max, {sums}
-FROM (SELECT x.segments ->> $1, x.stage, x.scale_min, x.scale_max, {stats}
-      FROM responses x WHERE x.segments ? $1 AND {where})
-  AS s(value, stage, scale_min, scale_max, n, sum_d, sum_d2, top2, nps_n, promoters, detractors)
-GROUP BY 1, 2, 3, 4
-"""
-
-
 async def segment_index(
     session: AsyncSession, *, org: Org, key: str, window: Window, scope: Scope
 ) -> SegmentList:
     """One index per value of segment `key` among the scope's responses (those without the
     key left out), with the org's weights, ranked like children."""
     _, weights = _nearest(org.path, await _sets(session, org.path))
-    view = await tree.load(session)
-    params: list[Any] = [key]
-    where = stretch_filter(
-        stretches(view, [org.id], window, scope), column="occurred_on", cast="date", params=params
+    filters = scope.filters
+
+    def where(alias: str, params: store._Params) -> str:
+        sql = f" AND {alias}.seg_key = {params.add(key)}"
+        if filters.stages is not None:
+            stages = [s.value for s in filters.stages]
+            sql += f" AND {alias}.stage = ANY({params.add(stages)}::stage[])"
+        return sql
+
+    rows = await read_family(
+        session,
+        org=org,
+        window=window,
+        scope=scope,
+        family=store.SEGMENTS,
+        where=where,
+        # The rollup keeps segments without channel, customer type or other segments.
+        raw_only=filters.fine or filters.segments is not None,
+        by=("seg_value", "stage", "scale_min", "scale_max"),
     )
-    where = f"({where}){filter_sql(scope.filters, params)}"
-    sums = ", ".join(f"sum(s.{c})::bigint" for c in store.STATS)
-    sql = _BY_SEGMENT.format(sums=sums, stats=store.raw_stats("x"), where=where)
-    await tune(session)
-    conn = await driver_connection(session)
     by_value: dict[str, dict[Stage, list[ScaleStats]]] = {}
-    for row in await conn.fetch(sql, *params):
-        stages = by_value.setdefault(row["value"], {})
+    for row in rows:
+        if row["n"] == 0:
+            continue  # responses added and erased again
+        stages = by_value.setdefault(row["seg_value"], {})
         stages.setdefault(Stage(row["stage"]), []).append(
-            ScaleStats(row["scale_min"], row["scale_max"], *list(row.values())[4:])
+            ScaleStats(row["scale_min"], row["scale_max"], *(row[c] for c in store.STATS))
         )
     results = [(v, (v, index_of(stats, weights, scope))) for v, stats in by_value.items()]
     return SegmentList(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -57,8 +57,12 @@ class Filters:
 
     @property
     def raw_only(self) -> bool:
-        """Whether no rollup holds what the filters need (only the responses themselves)."""
-        return self.segments is not None or (self.survey_versions is not None and self.fine)
+        """Whether no rollup holds what the filters need (only the responses themselves): the
+        segment rollup keeps one segment without channel, customer type or survey; the survey
+        rollup no channel or customer type."""
+        if self.segments is not None:
+            return len(self.segments) > 1 or self.fine or self.survey_versions is not None
+        return self.survey_versions is not None and self.fine
 
     @property
     def containment(self) -> str | None:
@@ -102,18 +106,34 @@ def _filters(alias: str, filters: Filters, params: _Params, *, raw: bool = False
     if filters.survey_versions is not None:
         versions = list(filters.survey_versions)
         clauses.append(f"{alias}.survey_version_id = ANY({params.add(versions)}::bigint[])")
-    if filters.containment is not None:
-        clauses.append(f"{alias}.segments @> {params.add(filters.containment)}::jsonb")
+    if filters.segments is not None:
+        if raw:
+            clauses.append(f"{alias}.segments @> {params.add(filters.containment)}::jsonb")
+        else:  # the segment rollup: one segment
+            ((key, value),) = filters.segments
+            clauses.append(
+                f"{alias}.seg_key = {params.add(key)} AND {alias}.seg_value = {params.add(value)}"
+            )
     return "".join(f" AND {c}" for c in clauses)
 
 
-def raw_stats(alias: str) -> str:
+def _raw_stat_values(alias: str) -> list[str]:
+    """What one response adds to each of STATS."""
     d = f"({alias}.score - {alias}.scale_min)"
     nps = f"{alias}.primary_type = 'nps'"
-    return (
-        f"1, {d}, {d} * {d}, ({alias}.score >= {alias}.scale_max - 1)::int, ({nps})::int, "
-        f"({nps} AND {alias}.score >= 9)::int, ({nps} AND {alias}.score <= 6)::int"
-    )
+    return [
+        "1",
+        d,
+        f"{d} * {d}",
+        f"({alias}.score >= {alias}.scale_max - 1)::int",
+        f"({nps})::int",
+        f"({nps} AND {alias}.score >= 9)::int",
+        f"({nps} AND {alias}.score <= 6)::int",
+    ]
+
+
+def raw_stats(alias: str) -> str:
+    return ", ".join(_raw_stat_values(alias))
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +209,7 @@ async def collect_with_cells(
         # A survey filter reads the survey rollup; with channel or customer type as well, only
         # the raw responses have all three; only they have segments.
         raw_only = chosen.raw_only
-        table = SURVEY if chosen.survey_versions is not None else FINE if chosen.fine else COARSE
+        table, deltas = _source(chosen)
         for piece in group:
             if piece.months is not None:
                 lo, hi = piece.months
@@ -217,7 +237,7 @@ async def collect_with_cells(
                 f"SELECT t.g, {month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
                 f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
                 f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
-                f" JOIN index_deltas d ON d.org_id = t.org_id AND d.month >= t.lo"
+                f" JOIN {deltas} d ON d.org_id = t.org_id AND d.month >= t.lo"
                 f" AND d.month < t.hi{_filters('d', chosen, params)}"
             )
         if raw_rows:
@@ -281,6 +301,7 @@ class Rollup:
 
     table: str
     key: tuple[str, ...]
+    stats: tuple[str, ...] = STATS
 
 
 # The fine rollup keeps channel and customer type for filtered queries; the coarse one drops them,
@@ -291,7 +312,199 @@ COARSE = Rollup("index_rollup_stage", ("stage", "month", "scale_min", "scale_max
 SURVEY = Rollup(
     "index_rollup_survey", ("survey_version_id", "stage", "month", "scale_min", "scale_max")
 )
-ROLLUPS = (FINE, COARSE, SURVEY)
+INDEX_ROLLUPS = (FINE, COARSE, SURVEY)
+
+
+def _month(alias: str) -> str:
+    return f"date_trunc('month', {alias}.occurred_on)::date"
+
+
+def _named_stats(alias: str) -> str:
+    return ", ".join(
+        f"{value} AS {name}" for value, name in zip(_raw_stat_values(alias), STATS, strict=True)
+    )
+
+
+RATING_KINDS = "('csat', 'nps', 'ces', 'rating')"
+
+
+def segment_facts(relation: str) -> str:
+    """One row per (segment key, value) of each response of `relation`, with its index sums."""
+    return (
+        f"SELECT x.org_id, s.key AS seg_key, s.value AS seg_value, x.stage, {_month('x')} AS month,"
+        f" x.scale_min, x.scale_max, {_named_stats('x')}"
+        f" FROM {relation} AS x CROSS JOIN LATERAL jsonb_each_text(x.segments) AS s(key, value)"
+    )
+
+
+def choice_facts(relation: str) -> str:
+    """Per response of `relation`: itself (question and option '') and each choice question of
+    its version it answered, with its primary score."""
+    return (
+        f"SELECT x.org_id, x.survey_version_id, '' AS question, '' AS option,"
+        f" {_month('x')} AS month, x.score, 1::bigint AS n FROM {relation} AS x"
+        f" UNION ALL"
+        f" SELECT x.org_id, x.survey_version_id, q.key, x.answers ->> q.key, {_month('x')},"
+        f" x.score, 1::bigint FROM {relation} AS x JOIN ("
+        f"SELECT v.id, e.value ->> 'key' AS key FROM survey_versions v"
+        f" CROSS JOIN LATERAL jsonb_array_elements(v.questions) AS e(value)"
+        f" WHERE e.value ->> 'type' = 'choice') AS q ON q.id = x.survey_version_id"
+        f" WHERE x.answers ? q.key"
+    )
+
+
+def moment_facts(relation: str) -> str:
+    """Per response of `relation`: the rating-kind questions of its version it answered,
+    numbered p in question order, d_p = answer - scale min; the terms (0, 0) = 1,
+    (0, p+1) = d_p and (p+1, q+1) = d_p·d_q (p ≤ q) under its answered set ("0,1,3")."""
+    return f"""WITH q AS (
+        SELECT v.id AS vid, e.value ->> 'key' AS key, (e.value -> 'scale' ->> 'min')::bigint AS lo,
+               (row_number() OVER (PARTITION BY v.id ORDER BY e.ord) - 1)::smallint AS p
+        FROM survey_versions v
+        CROSS JOIN LATERAL jsonb_array_elements(v.questions) WITH ORDINALITY AS e(value, ord)
+        WHERE e.value ->> 'type' IN {RATING_KINDS}
+    ), a AS (
+        SELECT x.id AS rid, x.org_id, x.survey_version_id, {_month("x")} AS month, q.p,
+               (x.answers ->> q.key)::bigint - q.lo AS d
+        FROM {relation} AS x JOIN q ON q.vid = x.survey_version_id
+        WHERE jsonb_typeof(x.answers -> q.key) = 'number'
+    ), s AS (
+        SELECT rid, org_id, survey_version_id, month,
+               string_agg(p::text, ',' ORDER BY p) AS answered
+        FROM a GROUP BY 1, 2, 3, 4
+    )
+    SELECT org_id, survey_version_id, month, answered, 0::smallint AS i, 0::smallint AS j,
+           1::bigint AS total FROM s
+    UNION ALL
+    SELECT a.org_id, a.survey_version_id, a.month, s.answered, 0::smallint, (a.p + 1)::smallint,
+           a.d FROM a JOIN s USING (rid)
+    UNION ALL
+    SELECT a.org_id, a.survey_version_id, a.month, s.answered, (a.p + 1)::smallint,
+           (b.p + 1)::smallint, a.d * b.d
+    FROM a JOIN a AS b ON b.rid = a.rid AND b.p >= a.p JOIN s ON s.rid = a.rid"""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Sums of the insights kept like the index's: deltas appended by the trigger on
+    `responses` (from `facts`, what each response adds), folded into `rollup`."""
+
+    deltas: str
+    rollup: Rollup
+    facts: Callable[[str], str]
+    # Drop the rows whose count falls to zero (an erasure): their key is the client's text.
+    prune: bool = False
+
+
+SEGMENTS = Family(
+    "segment_deltas",
+    Rollup(
+        "index_rollup_segment",
+        ("seg_key", "seg_value", "stage", "month", "scale_min", "scale_max"),
+    ),
+    segment_facts,
+    prune=True,
+)
+CHOICES = Family(
+    "choice_deltas",
+    Rollup("choice_rollup", ("survey_version_id", "question", "option", "month", "score"), ("n",)),
+    choice_facts,
+)
+MOMENTS = Family(
+    "moment_deltas",
+    Rollup("moment_rollup", ("survey_version_id", "month", "answered", "i", "j"), ("total",)),
+    moment_facts,
+)
+FAMILIES = (SEGMENTS, CHOICES, MOMENTS)
+ROLLUPS = (*INDEX_ROLLUPS, *(f.rollup for f in FAMILIES))
+
+# SQL conditions (` AND …`) on the columns a family's sums are kept by, for the alias given;
+# values go to the parameters.
+Condition = Callable[[str, _Params], str]
+
+
+async def gather(
+    conn: Any,
+    *,
+    pieces: Sequence[Piece],
+    family: Family,
+    where: Condition,
+    raw_where: Callable[[_Params], str],
+    raw_only: bool = False,
+    by: Sequence[str] | None = None,
+) -> tuple[str, list[Any]]:
+    """The family's sums over every response of the pieces, by the family's key, kept by
+    `where`; with the tree version the statement saw (one statement: one snapshot).
+
+    Whole months come from the rollup (the cover's tree and own rows) and the pending deltas,
+    partial months from the raw responses through the family's facts; with `raw_only` (filters
+    no rollup keeps) every day comes from the raw responses. `raw_where` (on `responses x`)
+    keeps the raw rows that count. `by` (columns of the key) sums over the others."""
+    params = _Params()
+    rollup, key, stats = family.rollup, family.rollup.key, family.rollup.stats
+    rollup_rows: list[tuple[int, bool, date, date]] = []
+    delta_rows: list[tuple[int, date, date]] = []
+    raw_rows: list[tuple[int, date, date]] = []
+    for piece in pieces:
+        ranges = list(piece.edges)
+        if piece.months is not None:
+            lo, hi = piece.months
+            if raw_only:
+                ranges.append((lo, hi))
+            else:
+                rollup_rows += [(o, True, lo, hi) for o in piece.roots]
+                rollup_rows += [(o, False, lo, hi) for o in piece.singles]
+                delta_rows += [(o, lo, hi) for o in piece.scope]
+        raw_rows += [(o, lo, hi) for lo, hi in ranges for o in piece.scope]
+    selected = f"{_columns(key, 's.')}, {_columns(stats, 's.')}"
+    parts = []
+    if rollup_rows:
+        c = [params.add(list(v)) for v in zip(*rollup_rows, strict=True)]
+        parts.append(
+            f"SELECT {selected} FROM unnest({c[0]}::bigint[], {c[1]}::bool[], {c[2]}::date[],"
+            f" {c[3]}::date[]) AS t(org_id, tree, lo, hi) JOIN {rollup.table} s"
+            f" ON s.org_id = t.org_id AND s.tree = t.tree AND s.month >= t.lo AND s.month < t.hi"
+            f"{where('s', params)}"
+        )
+    if delta_rows:
+        c = [params.add(list(v)) for v in zip(*delta_rows, strict=True)]
+        parts.append(
+            f"SELECT {selected} FROM unnest({c[0]}::bigint[], {c[1]}::date[], {c[2]}::date[])"
+            f" AS t(org_id, lo, hi) JOIN {family.deltas} s ON s.org_id = t.org_id"
+            f" AND s.month >= t.lo AND s.month < t.hi{where('s', params)}"
+        )
+    if raw_rows:
+        c = [params.add(list(v)) for v in zip(*raw_rows, strict=True)]
+        relation = (
+            f"(SELECT x.* FROM unnest({c[0]}::bigint[], {c[1]}::date[], {c[2]}::date[])"
+            " AS t(org_id, lo, hi) JOIN responses x ON x.org_id = t.org_id"
+            f" AND x.occurred_on >= t.lo AND x.occurred_on < t.hi{raw_where(params)})"
+        )
+        parts.append(
+            f"SELECT {selected} FROM ({family.facts(relation)}) s WHERE true{where('s', params)}"
+        )
+    if not parts:
+        return str(await conn.fetchval("SELECT version FROM tree_state")), []
+    sums = ", ".join(f"sum(u.{c})::bigint AS {c}" for c in stats)
+    grouped = _columns(by if by is not None else key, "u.")
+    sql = (
+        f"WITH sums AS (SELECT {grouped}, {sums} FROM ("
+        + " UNION ALL ".join(parts)
+        + f") AS u GROUP BY {grouped})"
+        " SELECT v.version, sums.* FROM tree_state v LEFT JOIN sums ON true"
+    )
+    rows = await conn.fetch(sql, *params.values)
+    version = rows[0]["version"] if rows else ""
+    return version, [r for r in rows if r[stats[0]] is not None]
+
+
+def _source(filters: Filters) -> tuple[Rollup, str]:
+    """The rollup and the deltas that hold what `filters` need (unless raw_only)."""
+    if filters.segments is not None:
+        return SEGMENTS.rollup, SEGMENTS.deltas
+    if filters.survey_versions is not None:
+        return SURVEY, "index_deltas"
+    return (FINE if filters.fine else COARSE), "index_deltas"
 
 
 def _columns(names: Sequence[str], alias: str = "") -> str:
@@ -302,11 +515,33 @@ def _upsert(rollup: Rollup, source: str) -> str:
     """INSERT the grouped sums of `source` (org_id, tree, key…, stats…) into `rollup`."""
     key = _columns(rollup.key)
     return (
-        f"INSERT INTO {rollup.table} AS r (org_id, tree, {key}, {_columns(STATS)})"
-        f" SELECT org_id, tree, {key}, {', '.join(f'sum({c})' for c in STATS)}"
+        f"INSERT INTO {rollup.table} AS r (org_id, tree, {key}, {_columns(rollup.stats)})"
+        f" SELECT org_id, tree, {key}, {', '.join(f'sum({c})' for c in rollup.stats)}"
         f" FROM {source} GROUP BY org_id, tree, {key}"
         f" ON CONFLICT (org_id, tree, {key}) DO UPDATE SET"
-        f" {', '.join(f'{c} = r.{c} + excluded.{c}' for c in STATS)}"
+        f" {', '.join(f'{c} = r.{c} + excluded.{c}' for c in rollup.stats)}"
+    )
+
+
+def _fanned(source: str, columns: Sequence[str]) -> str:
+    """`source` (org_id, columns…) as own rows of its org and tree rows of every org on the
+    org's path (the tree as it is now)."""
+    return (
+        f"(SELECT b.org_id, false AS tree, {_columns(columns, 'b.')} FROM {source} b"
+        f" UNION ALL SELECT a.id, true, {_columns(columns, 'b.')} FROM {source} b"
+        f" JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)) AS fanned"
+    )
+
+
+def _fold_family(family: Family) -> str:
+    """One statement: take a chunk of the family's deltas, fan it out, add it to the rollup."""
+    columns = (*family.rollup.key, *family.rollup.stats)
+    return (
+        f"WITH batch AS (DELETE FROM {family.deltas} WHERE id IN"
+        f" (SELECT id FROM {family.deltas} ORDER BY id LIMIT {FOLD_CHUNK})"
+        f" RETURNING org_id, {_columns(columns)}),"
+        f" folded AS ({_upsert(family.rollup, _fanned('batch', columns))})"
+        f" SELECT count(*), coalesce(bool_or({family.rollup.stats[0]} < 0), false) FROM batch"
     )
 
 
@@ -335,14 +570,27 @@ SELECT count(*) FROM batch
 """
 
 
+_FOLD_FAMILY = {family.deltas: _fold_family(family) for family in FAMILIES}
+
+
 async def fold(conn: Any) -> int:
-    """Fold up to FOLD_CHUNK pending deltas into the rollups; how many rows were folded.
+    """Fold up to FOLD_CHUNK pending deltas of each family into the rollups; the most rows
+    folded of one family (FOLD_CHUNK: more is pending).
 
     Runs in the caller's transaction; only one fold (or tree move) runs at a time (0 if busy).
     """
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK_ID):
         return 0
-    return int(await conn.fetchval(_FOLD))
+    folded = [int(await conn.fetchval(_FOLD))]
+    for family in FAMILIES:
+        count, removed = await conn.fetchrow(_FOLD_FAMILY[family.deltas])
+        if removed and family.prune:
+            # Rare (erasures): no row may keep an erased response's segment value.
+            first = family.rollup.stats[0]
+            await conn.execute(f"DELETE FROM {family.rollup.table} WHERE {first} = 0")
+        folded.append(int(count))
+    # A full chunk of any family means more is pending: the caller folds again at once.
+    return max(folded)
 
 
 async def move_subtree(
@@ -357,7 +605,8 @@ async def move_subtree(
         key_match = " AND ".join(f"r.{c} = m.{c}" for c in rollup.key)
         if old_ancestors:
             await conn.execute(
-                f"UPDATE {rollup.table} r SET {', '.join(f'{c} = r.{c} - m.{c}' for c in STATS)}"
+                f"UPDATE {rollup.table} r"
+                f" SET {', '.join(f'{c} = r.{c} - m.{c}' for c in rollup.stats)}"
                 f" FROM {rollup.table} m WHERE m.org_id = $1 AND m.tree AND r.tree"
                 f" AND r.org_id = ANY($2::bigint[]) AND {key_match}",
                 org_id,
@@ -365,7 +614,8 @@ async def move_subtree(
             )
         if new_ancestors:
             moved = (
-                f"(SELECT a.id AS org_id, true AS tree, {_columns(rollup.key + STATS, 'm.')}"
+                f"(SELECT a.id AS org_id, true AS tree,"
+                f" {_columns(rollup.key + rollup.stats, 'm.')}"
                 f" FROM {rollup.table} m CROSS JOIN unnest($2::bigint[]) AS a(id)"
                 f" WHERE m.org_id = $1 AND m.tree) AS moved"
             )
@@ -375,6 +625,7 @@ async def move_subtree(
 STATISTICS_TABLES = (
     "responses",
     "index_deltas",
+    *(family.deltas for family in FAMILIES),
     *(rollup.table for rollup in ROLLUPS),
 )
 
@@ -403,7 +654,10 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
         )
         await conn.execute("ALTER TABLE responses ENABLE TRIGGER responses_index_update")
     await conn.execute(
-        "TRUNCATE index_deltas, index_rollup, index_rollup_stage, index_rollup_survey"
+        "TRUNCATE index_deltas, "
+        + ", ".join(f.deltas for f in FAMILIES)
+        + ", "
+        + ", ".join(r.table for r in ROLLUPS)
     )
     d = "(x.score - x.scale_min)"
     own = f"""
@@ -433,4 +687,19 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
          CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
     """
     await conn.execute(_upsert(SURVEY, by_survey))
+    for family in FAMILIES:
+        columns = (*family.rollup.key, *family.rollup.stats)
+        facts = family.facts("responses")
+        await conn.execute(
+            _upsert(
+                family.rollup,
+                f"(SELECT org_id, false AS tree, {_columns(columns)} FROM ({facts}) f) AS own",
+            )
+        )
+        tree_rows = (
+            f"(SELECT a.id AS org_id, true AS tree, {_columns(columns, 'r.')}"
+            f" FROM {family.rollup.table} r JOIN orgs o ON o.id = r.org_id"
+            f" CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree"
+        )
+        await conn.execute(_upsert(family.rollup, tree_rows))
     await analyze(conn)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -68,26 +70,65 @@ class Drivers:
     suppressed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Exact sums over n observations of variables v_0 … v_k (the predictors, then the
+    outcome): `sums[i]` = Σ v_i and `cross[i][j]` = Σ v_i·v_j."""
+
+    n: int
+    sums: Sequence[Fraction]
+    cross: Sequence[Sequence[Fraction]]
+
+
 def drivers(y: Sequence[float], x: Sequence[Sequence[float]], *, min_n: int) -> Drivers:
-    """Pearson r of each predictor (columns of `x`) with `y`, and Johnson's relative weights,
-    which sum to the R² of the regression of y on all predictors.
+    """Pearson r of each predictor (columns of `x`) with `y`, and Johnson's relative weights
+    (see `johnson`), from the observations themselves."""
+    ys = np.asarray(y, dtype=float)
+    xs = np.asarray(x, dtype=float).reshape(len(ys), -1)
+    n, p = xs.shape
+    if p == 0 or n < min_n or n < 2:
+        return johnson(n, None, p, min_n=min_n)
+    if np.ptp(ys) == 0 or np.any(np.ptp(xs, axis=0) == 0):
+        return johnson(n, None, p, min_n=min_n)
+    return johnson(n, np.corrcoef(np.column_stack([xs, ys]), rowvar=False), p, min_n=min_n)
+
+
+def drivers_from_moments(moments: Moments, *, min_n: int) -> Drivers:
+    """The same from exact sums: the covariances are computed exactly (a zero variance is
+    exactly zero), then the correlations as floats."""
+    n, p = moments.n, len(moments.sums) - 1
+    if p == 0 or n < min_n or n < 2:
+        return johnson(n, None, p, min_n=min_n)
+    s, c = moments.sums, moments.cross
+    cov = [[(c[i][j] - s[i] * s[j] / n) / (n - 1) for j in range(p + 1)] for i in range(p + 1)]
+    if any(cov[i][i] == 0 for i in range(p + 1)):
+        return johnson(n, None, p, min_n=min_n)
+    corr = np.array(
+        [
+            [
+                float(cov[i][j]) / math.sqrt(float(cov[i][i]) * float(cov[j][j]))
+                for j in range(p + 1)
+            ]
+            for i in range(p + 1)
+        ]
+    )
+    return johnson(n, corr, p, min_n=min_n)
+
+
+def johnson(n: int, corr: np.ndarray | None, p: int, *, min_n: int) -> Drivers:
+    """Pearson r of each of `p` predictors with the outcome, and Johnson's relative weights,
+    which sum to the R² of the regression of the outcome on all predictors, from the
+    correlation matrix `corr` of (predictors…, outcome); None: nothing to weigh (suppressed).
 
     Johnson (2000): with R the predictors' correlation matrix and Λ = R^½ (from R's
     eigendecomposition), β = Λ⁻¹ r_xy regresses y on the orthogonal counterparts of the
     predictors, and predictor j's weight is Σ_k Λ_jk² β_k².
     """
-    ys = np.asarray(y, dtype=float)
-    xs = np.asarray(x, dtype=float).reshape(len(ys), -1)
-    n, p = xs.shape
-    nothing = Drivers(n, None, [None] * p, [None] * p, True)
     if p == 0:
         return Drivers(n, None, [], [], n < min_n)
-    if n < min_n or n < 2:
+    nothing = Drivers(n, None, [None] * p, [None] * p, True)
+    if corr is None:
         return nothing
-    if np.ptp(ys) == 0 or np.any(np.ptp(xs, axis=0) == 0):
-        return nothing
-    data = np.column_stack([xs, ys])
-    corr = np.corrcoef(data, rowvar=False)
     rxx = corr[:p, :p]
     rxy = corr[:p, p]
     values, vectors = np.linalg.eigh(rxx)

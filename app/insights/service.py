@@ -1,86 +1,99 @@
-"""Insight reads over the raw responses of an index scope."""
+"""Insight reads: the choice counts and rating moments of an index scope, from their rollups.
+
+Whole months come from the folded rollups and pending deltas, partial months from the raw
+responses through the same facts (indices.store.choice_facts, moment_facts); channel,
+customer type and segment filters, which the rollups do not keep, read raw responses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
+from fractions import Fraction
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.indices import service as indices
+from app.indices import store
 from app.indices.periods import Window
 from app.insights import math
 from app.insights.schemas import DriverItem, DriverList, PainPointItem, PainPoints
-from app.orgs import tree
 from app.orgs.models import Org
-from app.platform.db import driver_connection
 from app.platform.errors import ValidationFailed
 from app.surveys.models import RATING_TYPES, QuestionType, Survey, SurveyVersion
 
 
-async def _scope_sql(
-    session: AsyncSession, *, org: Org, window: Window, scope: indices.Scope, params: list[Any]
-) -> str:
-    """SQL on `responses` keeping the scope's rows (as the index counts them)."""
-    view = await tree.load(session)
-    where = indices.stretch_filter(
-        indices.stretches(view, [org.id], window, scope),
-        column="occurred_on",
-        cast="date",
-        params=params,
+def _raw_only(scope: indices.Scope) -> bool:
+    """Whether the scope's filters need the raw responses (the insight rollups keep neither
+    channel, customer type nor segments)."""
+    return scope.filters.fine or scope.filters.segments is not None
+
+
+def _in_versions(ids: Sequence[int] | None) -> store.Condition:
+    """Rows of these survey versions (all, with None)."""
+
+    def where(alias: str, params: store._Params) -> str:
+        if ids is None:
+            return ""
+        return f" AND {alias}.survey_version_id = ANY({params.add(list(ids))}::bigint[])"
+
+    return where
+
+
+async def _versions(session: AsyncSession) -> list[tuple[SurveyVersion, Survey]]:
+    rows = await session.execute(
+        select(SurveyVersion, Survey).join(Survey, Survey.id == SurveyVersion.survey_id)
     )
-    return f"({where}){indices.filter_sql(scope.filters, params)}"
-
-
-_PAIN = """
-WITH scoped AS (
-    SELECT survey_version_id AS vid, answers,
-           (score - scale_min) * 100 < $1::numeric * (scale_max - scale_min) AS low
-    FROM responses
-    WHERE {where}
-), questions AS (
-    SELECT v.id AS vid, s.code AS survey, q ->> 'key' AS key, q -> 'options' AS options
-    FROM (SELECT DISTINCT vid FROM scoped) x
-    JOIN survey_versions v ON v.id = x.vid
-    JOIN surveys s ON s.id = v.survey_id
-    CROSS JOIN LATERAL jsonb_array_elements(v.questions) q
-    WHERE q ->> 'type' = 'choice'
-)
-SELECT 'chosen' AS kind, q.survey, q.key, sc.answers ->> q.key AS option,
-       count(*) FILTER (WHERE sc.low) AS low_n, count(*) AS all_n
-FROM scoped sc JOIN questions q ON q.vid = sc.vid
-WHERE sc.answers ? q.key
-GROUP BY q.survey, q.key, sc.answers ->> q.key
-UNION ALL
-SELECT DISTINCT 'defined', q.survey, q.key, o.option, 0, 0
-FROM questions q CROSS JOIN LATERAL jsonb_array_elements_text(q.options) AS o(option)
-UNION ALL
-SELECT 'scope', NULL, NULL, NULL, count(*) FILTER (WHERE low), count(*) FROM scoped
-"""
+    return [(v, s) for v, s in rows.all()]
 
 
 async def pain_points(
     session: AsyncSession, *, org: Org, window: Window, scope: indices.Scope, low_below: float
 ) -> PainPoints:
     """Each choice option's share among low responses against its share among all."""
-    params: list[Any] = [low_below]
-    where = await _scope_sql(session, org=org, window=window, scope=scope, params=params)
-    conn = await driver_connection(session)
-    await indices.tune(session)
-    rows = await conn.fetch(_PAIN.format(where=where), *params)  # placeholders only
+    versions = {v.id: (v, s) for v, s in await _versions(session)}
+    stages = scope.filters.stages
+    kept = None if stages is None else [i for i, (_, s) in versions.items() if s.stage in stages]
+    rows = await indices.read_family(
+        session,
+        org=org,
+        window=window,
+        scope=scope,
+        family=store.CHOICES,
+        where=_in_versions(kept),
+        raw_only=_raw_only(scope),
+        by=("survey_version_id", "question", "option", "score"),
+    )
+    threshold = Fraction(low_below)
     counts: dict[tuple[str, str], dict[str, math.OptionCount]] = {}
+    answered: set[int] = set()
     n = low_n = 0
     for row in rows:
-        if row["kind"] == "scope":
-            n, low_n = row["all_n"], row["low_n"]
+        version, survey = versions[row["survey_version_id"]]
+        low = 100 * (row["score"] - version.scale_min) < threshold * (
+            version.scale_max - version.scale_min
+        )
+        if row["question"] == "":  # the responses themselves
+            n += row["n"]
+            low_n += row["n"] if low else 0
+            if row["n"]:
+                answered.add(version.id)
             continue
-        options = counts.setdefault((row["survey"], row["key"]), {})
+        options = counts.setdefault((survey.code, row["question"]), {})
         seen = options.get(row["option"], math.OptionCount(0, 0))
         options[row["option"]] = math.OptionCount(
-            seen.low_n + row["low_n"], seen.all_n + row["all_n"]
+            seen.low_n + (row["n"] if low else 0), seen.all_n + row["n"]
         )
+    # Every option of the choice questions of the versions answered in scope, chosen or not.
+    for vid in answered:
+        version, survey = versions[vid]
+        for question in version.questions:
+            if question["type"] == QuestionType.choice.value:
+                options = counts.setdefault((survey.code, question["key"]), {})
+                for option in question["options"]:
+                    options.setdefault(option, math.OptionCount(0, 0))
     items = math.pain_points(counts, min_n=scope.min_n)
     return PainPoints(
         org=org.code,
@@ -94,11 +107,46 @@ async def pain_points(
     )
 
 
-_ANSWERS = """
-SELECT survey_version_id AS vid, {columns}
-FROM responses
-WHERE survey_version_id = ANY($1::bigint[]) AND {where}
-"""
+def _ratings(version: SurveyVersion) -> dict[str, tuple[int, int, int]]:
+    """The version's rating-kind questions: key → (number in question order, scale min, max),
+    as indices.store.moment_facts numbers them."""
+    numbered = [q for q in version.questions if QuestionType(q["type"]) in RATING_TYPES]
+    return {
+        q["key"]: (p, int(q["scale"]["min"]), int(q["scale"]["max"]))
+        for p, q in enumerate(numbered)
+    }
+
+
+def _moments(
+    rows: Sequence[Any], versions: Sequence[SurveyVersion], wanted: Sequence[str]
+) -> math.Moments:
+    """The exact moments of the normalized scores of `wanted` (predictors…, outcome) over the
+    responses that answered them all, each normalized by its own version's scale."""
+    k = len(wanted)
+    n = 0
+    sums = [Fraction(0)] * k
+    cross = [[Fraction(0)] * k for _ in range(k)]
+    terms: dict[tuple[int, str], dict[tuple[int, int], int]] = {}
+    for row in rows:
+        cell = terms.setdefault((row["survey_version_id"], row["answered"]), {})
+        cell[(row["i"], row["j"])] = row["total"]
+    by_id = {v.id: v for v in versions}
+    for (vid, answered), cell in terms.items():
+        ratings = _ratings(by_id[vid])
+        if any(key not in ratings for key in wanted):
+            continue  # a key that is not a rating in this version: never answered here
+        numbers = {int(p) for p in answered.split(",")}
+        if any(ratings[key][0] not in numbers for key in wanted):
+            continue  # listwise: only responses that answered every variable
+        term = [ratings[key][0] + 1 for key in wanted]  # (0, t) and (t, u) as moment_facts
+        scale = [Fraction(100, ratings[key][2] - ratings[key][1]) for key in wanted]
+        n += cell.get((0, 0), 0)
+        for a in range(k):
+            sums[a] += scale[a] * cell.get((0, term[a]), 0)
+            for b in range(k):
+                low, high = sorted((term[a], term[b]))
+                cross[a][b] += scale[a] * scale[b] * cell.get((low, high), 0)
+    return math.Moments(n, sums, cross)
 
 
 async def drivers(
@@ -114,27 +162,22 @@ async def drivers(
     )
     latest = next(v for v in versions if v.version == survey.latest_version)
     primary = latest.primary_key
-    keys = [
-        q["key"]
-        for q in latest.questions
-        if QuestionType(q["type"]) in RATING_TYPES and q["key"] != primary
-    ]
-    wanted = [primary, *keys]
-    params: list[Any] = [[v.id for v in versions]]
-    where = await _scope_sql(session, org=org, window=window, scope=scope, params=params)
-    # Each answer as a number where it is one (a JSON number), else null.
-    columns = ", ".join(
-        f"CASE WHEN jsonb_typeof(answers -> ${len(params) + i + 1}) = 'number'"
-        f" THEN (answers ->> ${len(params) + i + 1})::float8 END AS a{i}"
-        for i in range(len(wanted))
+    keys = [key for key in _ratings(latest) if key != primary]
+    stages = scope.filters.stages
+    kept = [v.id for v in versions] if stages is None or survey.stage in stages else []
+    rows = await indices.read_family(
+        session,
+        org=org,
+        window=window,
+        scope=scope,
+        family=store.MOMENTS,
+        where=_in_versions(kept),
+        raw_only=_raw_only(scope),
+        by=("survey_version_id", "answered", "i", "j"),
     )
-    params += wanted
-    conn = await driver_connection(session)
-    await indices.tune(session)
-    rows = await conn.fetch(_ANSWERS.format(columns=columns, where=where), *params)
-    values = _normalized(rows, versions, wanted)
-    complete = values[~np.isnan(values).any(axis=1)] if len(values) else values
-    result = math.drivers(complete[:, 0], complete[:, 1:], min_n=scope.min_n)
+    result = math.drivers_from_moments(
+        _moments(rows, versions, [*keys, primary]), min_n=scope.min_n
+    )
     items = [
         DriverItem(question=key, n=result.n, r=r, importance=w)
         for key, r, w in zip(keys, result.r, result.importance, strict=True)
@@ -151,26 +194,3 @@ async def drivers(
         suppressed=result.suppressed,
         items=items,
     )
-
-
-def _normalized(rows: Any, versions: list[SurveyVersion], wanted: list[str]) -> Any:
-    """A rows-by-questions array of normalized answers (NaN where a response's own version has no
-    rating question of that key, or the response did not answer it)."""
-    scales: dict[int, list[tuple[float, float] | None]] = {}
-    for version in versions:
-        by_key = {q["key"]: q for q in version.questions}
-        scales[version.id] = [_scale(by_key.get(key)) for key in wanted]
-    out = np.full((len(rows), len(wanted)), np.nan)
-    for i, row in enumerate(rows):
-        for j, scale in enumerate(scales[row["vid"]]):
-            value = row[f"a{j}"]
-            if scale is not None and value is not None:
-                low, high = scale
-                out[i, j] = 100 * (value - low) / (high - low)
-    return out
-
-
-def _scale(question: dict[str, Any] | None) -> tuple[float, float] | None:
-    if question is None or QuestionType(question["type"]) not in RATING_TYPES:
-        return None
-    return float(question["scale"]["min"]), float(question["scale"]["max"])

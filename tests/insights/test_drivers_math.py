@@ -3,6 +3,8 @@ written here (Johnson's original construction, through the SVD of the standardiz
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -68,6 +70,37 @@ def test_weights_sum_to_r2_and_match_the_reference(data: tuple[np.ndarray, np.nd
     assert got.r == pytest.approx(r, abs=1e-9)
     assert got.importance == pytest.approx(weights, abs=1e-9)
     assert sum(w for w in got.importance if w is not None) == pytest.approx(r2, abs=1e-9)
+
+
+@given(data_sets())
+@settings(max_examples=100, deadline=None)
+def test_moments_give_what_the_observations_give(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """From exact sums (as the moment rollup keeps them) the same as from the data."""
+    y, x = data
+    values = [[Fraction(int(v)) for v in row] for row in np.column_stack([x, y])]
+    k = x.shape[1] + 1
+    moments = math.Moments(
+        n=len(values),
+        sums=[sum((row[i] for row in values), Fraction(0)) for i in range(k)],
+        cross=[
+            [sum((row[i] * row[j] for row in values), Fraction(0)) for j in range(k)]
+            for i in range(k)
+        ],
+    )
+    got = math.drivers_from_moments(moments, min_n=3)
+    if np.ptp(y) == 0 or np.any(np.ptp(x, axis=0) == 0):
+        assert got.suppressed
+        return
+    condition = np.linalg.cond(np.corrcoef(x, rowvar=False).reshape(x.shape[1], x.shape[1]))
+    if condition > 1e12:
+        assert got.suppressed
+        return
+    r2, r, weights = reference(y, x)
+    assert not got.suppressed
+    assert got.n == len(y)
+    assert got.r2 == pytest.approx(r2, abs=1e-9)
+    assert got.r == pytest.approx(r, abs=1e-9)
+    assert got.importance == pytest.approx(weights, abs=1e-9)
 
 
 def test_suppression() -> None:

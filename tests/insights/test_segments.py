@@ -9,10 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body, standard_setup
 from tests.indices.brute import Raw, assert_close, brute_index
+from tests.indices.test_router import fold_all
+from tests.insights.test_router import settle
 
 TIERS = ["gold", "silver", "bronze"]
 REGIONS = ["north", "south"]
@@ -48,15 +51,22 @@ def _raw(items: list[dict[str, Any]]) -> list[Raw]:
     return [Raw("delivery", i["answers"]["overall"], 1, 5) for i in items]
 
 
-@pytest.mark.parametrize("seed", [4, 9])
+@pytest.mark.parametrize(
+    ("seed", "state"), [(4, "pending"), (9, "folded"), (5, "moved"), (6, "rebuilt")]
+)
 async def test_the_segment_filter_and_breakdown_equal_brute_force(
-    client: httpx.AsyncClient, admin: dict[str, str], seed: int
+    app: Any, client: httpx.AsyncClient, admin: dict[str, str], seed: int, state: str
 ) -> None:
     items = await _world(client, admin, seed)
-    kr = {"KR-DELIVERY-SEOUL", "KR-DELIVERY-BUSAN"}
+    under = await settle(app, client, admin, state)
+    kr = under["KR"]
     for org, orgs in (("HQ", None), ("KR", kr)):
         mine = [i for i in items if orgs is None or i["org"] in orgs]
-        for filters in ([("tier", "gold")], [("tier", "silver"), ("region", "north")]):
+        for filters in (
+            [("tier", "gold")],
+            [("tier", "silver"), ("region", "north")],
+            [("region", "south")],
+        ):
             chosen = [i for i in mine if all(i.get("segments", {}).get(k) == v for k, v in filters)]
             query = "".join(f"&segment={k}:{v}" for k, v in filters)
             r = await client.get(
@@ -75,47 +85,57 @@ async def test_the_segment_filter_and_breakdown_equal_brute_force(
                 headers=admin,
             )
             assert series.json()["items"][0]["n"] == len(chosen)
-        r = await client.get(
-            f"/v1/orgs/{org}/index/segments?key=tier&period=2026-09&min_n=5", headers=admin
-        )
-        assert r.status_code == 200, r.text
-        got = r.json()
-        assert (got["org"], got["key"], got["from"], got["to"]) == (
-            org,
-            "tier",
-            "2026-09-01",
-            "2026-10-01",
-        )
-        expected_items = []
-        for tier in TIERS:
-            rows = [i for i in mine if i.get("segments", {}).get("tier") == tier]
-            if rows:
-                e = brute_index(_raw(rows), weights={}, min_n=5)
-                expected_items.append(
-                    {
-                        "value": tier,
-                        "n": e["n"],
-                        "csi": e["csi"],
-                        "ci95": e["ci95"],
-                        "suppressed": e["suppressed"],
-                    }
-                )
-        ranked = sorted(
-            (e for e in expected_items if e["csi"] is not None),
-            key=lambda e: (-e["csi"], e["value"]),
-        )
-        ranks, previous, rank = [], None, 0
-        for position, e in enumerate(ranked, start=1):
-            if e["csi"] != previous:
-                rank, previous = position, e["csi"]
-            ranks.append({**e, "rank": rank})
-        ranks += [
-            {**e, "rank": None}
-            for e in sorted(expected_items, key=lambda e: e["value"])
-            if e["csi"] is None
-        ]
-        assert [i["value"] for i in got["items"]] == [e["value"] for e in ranks]
-        assert_close(got["items"], ranks)
+        # A whole month (rollup and deltas) and days inside it (raw responses).
+        for window, start, end, days in (
+            ("period=2026-09", "2026-09-01", "2026-10-01", range(1, 31)),
+            ("from=2026-09-05&to=2026-09-25", "2026-09-05", "2026-09-25", range(5, 25)),
+        ):
+            r = await client.get(
+                f"/v1/orgs/{org}/index/segments?key=tier&{window}&min_n=5", headers=admin
+            )
+            assert r.status_code == 200, r.text
+            got = r.json()
+            assert (got["org"], got["key"], got["from"], got["to"]) == (
+                org,
+                "tier",
+                start,
+                end,
+            )
+            expected_items = []
+            for tier in TIERS:
+                rows = [
+                    i
+                    for i in mine
+                    if i.get("segments", {}).get("tier") == tier
+                    and int(i["occurred_at"][8:10]) in days
+                ]
+                if rows:
+                    e = brute_index(_raw(rows), weights={}, min_n=5)
+                    expected_items.append(
+                        {
+                            "value": tier,
+                            "n": e["n"],
+                            "csi": e["csi"],
+                            "ci95": e["ci95"],
+                            "suppressed": e["suppressed"],
+                        }
+                    )
+            ranked = sorted(
+                (e for e in expected_items if e["csi"] is not None),
+                key=lambda e: (-e["csi"], e["value"]),
+            )
+            ranks, previous, rank = [], None, 0
+            for position, e in enumerate(ranked, start=1):
+                if e["csi"] != previous:
+                    rank, previous = position, e["csi"]
+                ranks.append({**e, "rank": rank})
+            ranks += [
+                {**e, "rank": None}
+                for e in sorted(expected_items, key=lambda e: e["value"])
+                if e["csi"] is None
+            ]
+            assert [i["value"] for i in got["items"]] == [e["value"] for e in ranks]
+            assert_close(got["items"], ranks)
 
 
 async def test_segments_are_part_of_same_content_on_every_write_path(
@@ -212,3 +232,28 @@ async def test_bad_segments_are_422_at_the_field(
     assert (
         await client.get("/v1/orgs/KR/index/segments?period=2026&key=tier", headers=us)
     ).status_code == 404
+
+
+async def test_an_erased_response_leaves_no_segment_value_in_the_rollup(
+    app: Any, client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    await standard_setup(client, admin)
+    kept = await client.post(
+        "/v1/responses", json=response_body(segments={"tier": "gold"}), headers=admin
+    )
+    assert kept.status_code == 201
+    body = response_body(external_id="to-erase", segments={"tier": "value-to-erase-7f3a"})
+    erased = await client.post("/v1/responses", json=body, headers=admin)
+    assert erased.status_code == 201
+    assert await fold_all(app) > 0
+    assert (
+        await client.delete(f"/v1/responses/{erased.json()['id']}", headers=admin)
+    ).status_code == 204
+    await fold_all(app)
+    async with app.state.sessionmaker() as session:
+        values = set(
+            await session.scalars(text("SELECT DISTINCT seg_value FROM index_rollup_segment"))
+        )
+    assert values == {"gold"}
+    r = await client.get("/v1/orgs/HQ/index/segments?key=tier&period=2026-11", headers=admin)
+    assert [i["value"] for i in r.json()["items"]] == ["gold"]
