@@ -524,12 +524,22 @@ def _upsert(rollup: Rollup, source: str) -> str:
 
 
 def _fanned(source: str, columns: Sequence[str]) -> str:
-    """`source` (org_id, columns…) as own rows of its org and tree rows of every org on the
-    org's path (the tree as it is now)."""
+    """SELECT of `source` (org_id, columns…) as own rows of its org and tree rows of every org
+    on the org's path (the tree as it is now)."""
     return (
-        f"(SELECT b.org_id, false AS tree, {_columns(columns, 'b.')} FROM {source} b"
+        f"SELECT b.org_id, false AS tree, {_columns(columns, 'b.')} FROM {source} b"
         f" UNION ALL SELECT a.id, true, {_columns(columns, 'b.')} FROM {source} b"
-        f" JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)) AS fanned"
+        f" JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)"
+    )
+
+
+def _tree_rows(rollup: Rollup) -> str:
+    """The rollup's own rows as tree rows of every org on their org's path (a rebuild)."""
+    columns = (*rollup.key, *rollup.stats)
+    return (
+        f"(SELECT a.id AS org_id, true AS tree, {_columns(columns, 'r.')}"
+        f" FROM {rollup.table} r JOIN orgs o ON o.id = r.org_id"
+        f" CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree"
     )
 
 
@@ -540,7 +550,8 @@ def _fold_family(family: Family) -> str:
         f"WITH batch AS (DELETE FROM {family.deltas} WHERE id IN"
         f" (SELECT id FROM {family.deltas} ORDER BY id LIMIT {FOLD_CHUNK})"
         f" RETURNING org_id, {_columns(columns)}),"
-        f" folded AS ({_upsert(family.rollup, _fanned('batch', columns))})"
+        f" fanned AS ({_fanned('batch', columns)}),"
+        f" folded AS ({_upsert(family.rollup, 'fanned')})"
         f" SELECT count(*), coalesce(bool_or({family.rollup.stats[0]} < 0), false) FROM batch"
     )
 
@@ -555,10 +566,7 @@ WITH batch AS (
     WHERE id IN (SELECT id FROM index_deltas ORDER BY id LIMIT {FOLD_CHUNK})
     RETURNING org_id, {_columns(DELTA_KEY)}, {_columns(STATS)}
 ), fanned AS (
-    SELECT b.org_id, false AS tree, {_columns(DELTA_KEY + STATS, "b.")} FROM batch b
-    UNION ALL
-    SELECT a.id, true, {_columns(DELTA_KEY + STATS, "b.")}
-    FROM batch b JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)
+    {_fanned("batch", DELTA_KEY + STATS)}
 ), fine AS (
     {_upsert(FINE, "fanned")}
 ), coarse AS (
@@ -659,34 +667,18 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
         + ", "
         + ", ".join(r.table for r in ROLLUPS)
     )
-    d = "(x.score - x.scale_min)"
     own = f"""
-        (SELECT x.org_id, false AS tree, x.stage, date_trunc('month', x.occurred_on)::date AS month,
+        (SELECT x.org_id, false AS tree, x.stage, {_month("x")} AS month,
                 coalesce(x.channel, '') AS channel, x.customer_type, x.scale_min, x.scale_max,
-                x.survey_version_id,
-                1 AS n, {d} AS sum_d, {d} * {d} AS sum_d2,
-                (x.score >= x.scale_max - 1)::int AS top2,
-                (x.primary_type = 'nps')::int AS nps_n,
-                (x.primary_type = 'nps' AND x.score >= 9)::int AS promoters,
-                (x.primary_type = 'nps' AND x.score <= 6)::int AS detractors
+                x.survey_version_id, {_named_stats("x")}
          FROM responses x) AS own
     """
     await conn.execute(_upsert(FINE, own))
-    tree = f"""
-        (SELECT a.id AS org_id, true AS tree, {_columns(KEY + STATS, "r.")}
-         FROM index_rollup r JOIN orgs o ON o.id = r.org_id
-         CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
-    """
-    await conn.execute(_upsert(FINE, tree))
+    await conn.execute(_upsert(FINE, _tree_rows(FINE)))
     coarse = f"(SELECT org_id, tree, {_columns(KEY + STATS)} FROM index_rollup) AS fine"
     await conn.execute(_upsert(COARSE, coarse))
     await conn.execute(_upsert(SURVEY, own))
-    by_survey = f"""
-        (SELECT a.id AS org_id, true AS tree, {_columns(SURVEY.key + STATS, "r.")}
-         FROM index_rollup_survey r JOIN orgs o ON o.id = r.org_id
-         CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree
-    """
-    await conn.execute(_upsert(SURVEY, by_survey))
+    await conn.execute(_upsert(SURVEY, _tree_rows(SURVEY)))
     for family in FAMILIES:
         columns = (*family.rollup.key, *family.rollup.stats)
         facts = family.facts("responses")
@@ -696,10 +688,5 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
                 f"(SELECT org_id, false AS tree, {_columns(columns)} FROM ({facts}) f) AS own",
             )
         )
-        tree_rows = (
-            f"(SELECT a.id AS org_id, true AS tree, {_columns(columns, 'r.')}"
-            f" FROM {family.rollup.table} r JOIN orgs o ON o.id = r.org_id"
-            f" CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree"
-        )
-        await conn.execute(_upsert(family.rollup, tree_rows))
+        await conn.execute(_upsert(family.rollup, _tree_rows(family.rollup)))
     await analyze(conn)
