@@ -64,6 +64,11 @@ class ChildIndex(BaseModel):
     csi: float | None
     ci95: Interval | None
     suppressed: bool
+    # As the org index defines them: against the child's previous period, and its target.
+    delta: float | None
+    significant: bool | None
+    target: float | None
+    attained: bool | None
 
 
 class SegmentIndex(BaseModel):

@@ -547,14 +547,7 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
     current = index_of(stats.get((0, None), {}), weights, scope)
     previous = index_of(stats.get((1, None), {}), weights, scope)
     comparison = compare(current, previous)
-    target = None
-    if window.period is not None:
-        target = await session.scalar(
-            select(Target.csi).where(Target.org_id == org.id, Target.period == window.period)
-        )
-    attained = None
-    if target is not None and current.csi is not None:
-        attained = current.csi >= target
+    target = (await _targets(session, [org.id], window)).get(org.id)
     return OrgIndex(
         org=org.code,
         from_=window.start,
@@ -575,16 +568,38 @@ async def org_index(session: AsyncSession, *, org: Org, window: Window, scope: S
         delta=comparison.delta,
         significant=comparison.significant,
         target=target,
-        attained=attained,
+        attained=_attained(target, current),
     )
+
+
+async def _targets(
+    session: AsyncSession, org_ids: Sequence[int], window: Window
+) -> dict[int, float]:
+    """The orgs' targets for the window's period (none for a custom range)."""
+    if window.period is None or not org_ids:
+        return {}
+    rows = await session.execute(
+        select(Target.org_id, Target.csi).where(
+            Target.org_id.in_(org_ids), Target.period == window.period
+        )
+    )
+    return {row.org_id: row.csi for row in rows}
+
+
+def _attained(target: float | None, result: IndexResult) -> bool | None:
+    if target is None or result.csi is None:
+        return None
+    return result.csi >= target
 
 
 async def children_index(
     session: AsyncSession, *, org: Org, window: Window, scope: Scope, principal: Principal
 ) -> ChildList:
     """Every direct child's own index in the scope's tree, ranked by csi (competition rank),
-    suppressed last. Children the key does not see are left out."""
+    suppressed last, each with its change against the previous period and its target.
+    Children the key does not see are left out."""
     day = scope.tree.day or scope.today
+    previous_window = window.previous()
     planned: list[int] = []
 
     def plan(view: tree.TreeView) -> list[store.Piece]:
@@ -596,7 +611,8 @@ async def children_index(
         return [
             piece
             for group, child in enumerate(planned)
-            for piece in pieces(view, [child], window, scope, group=group)
+            for when, span in ((0, window), (1, previous_window))
+            for piece in pieces(view, [child], span, scope, group=2 * group + when)
         ]
 
     stats = await _read(session, plan=plan)
@@ -605,12 +621,20 @@ async def children_index(
     rows = {c.id: c for c in await session.scalars(select(Org).where(Org.id.in_(planned)))}
     children = [rows[c] for c in planned]
     sets = await _sets(session, sorted({i for c in children for i in c.path}))
+    targets = await _targets(session, planned, window)
     results = []
     for group, child in enumerate(children):
         _, weights = _nearest(child.path, sets)
-        results.append((child, index_of(stats.get((group, None), {}), weights, scope)))
-    ranked = competition_ranks([(child.code, (child, result)) for child, result in results])
-    items = [_child_item(child, result, rank) for (child, result), rank in ranked]
+        current = index_of(stats.get((2 * group, None), {}), weights, scope)
+        previous = index_of(stats.get((2 * group + 1, None), {}), weights, scope)
+        results.append((child, current, previous))
+    ranked = competition_ranks(
+        [(child.code, ((child, previous), current)) for child, current, previous in results]
+    )
+    items = [
+        _child_item(child, result, previous, targets.get(child.id), rank)
+        for ((child, previous), result), rank in ranked
+    ]
     return ChildList(tree=scope.tree.label, items=items)
 
 
@@ -633,7 +657,14 @@ def competition_ranks(named: Sequence[tuple[str, tuple[Any, IndexResult]]]) -> l
     return out
 
 
-def _child_item(child: Org, result: IndexResult, rank: int | None) -> ChildIndex:
+def _child_item(
+    child: Org,
+    result: IndexResult,
+    previous: IndexResult,
+    target: float | None,
+    rank: int | None,
+) -> ChildIndex:
+    comparison = compare(result, previous)
     return ChildIndex(
         org=child.code,
         name=child.name,
@@ -642,6 +673,10 @@ def _child_item(child: Org, result: IndexResult, rank: int | None) -> ChildIndex
         csi=result.csi,
         ci95=result.ci95,
         suppressed=result.suppressed,
+        delta=comparison.delta,
+        significant=comparison.significant,
+        target=target,
+        attained=_attained(target, result),
     )
 
 

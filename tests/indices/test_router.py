@@ -373,6 +373,10 @@ async def test_children_ranking(
 ) -> None:
     await client.put("/v1/orgs/B/stage-weights", json={"delivery": 3}, headers=admin)
     world.weights["B"] = {"delivery": 3.0}
+    first = world.children("HQ")[0]
+    r = await client.put(f"/v1/orgs/{first}/targets/2026", json={"csi": 60}, headers=admin)
+    assert r.status_code == 200, r.text
+    world.targets[(first, "2026")] = 60.0
     r = await client.get(
         "/v1/orgs/HQ/index/children", params={"period": "2026", "min_n": 5}, headers=admin
     )
@@ -391,8 +395,11 @@ async def test_children_ranking(
     )
     order = [c for c, _ in ranked] + sorted(c for c, res in expected if res["csi"] is None)
     assert [i["org"] for i in items] == order
+    year, prev = (date(2026, 1, 1), date(2027, 1, 1)), (date(2025, 1, 1), date(2026, 1, 1))
     for item in items:
         result = dict(expected)[item["org"]]
+        # The change against the previous period and the target, as the org index has them.
+        org = expected_index(world, item["org"], *year, prev, min_n=5, period="2026")
         assert_close(
             item,
             {
@@ -400,9 +407,12 @@ async def test_children_ranking(
                 "csi": result["csi"],
                 "ci95": result["ci95"],
                 "suppressed": result["suppressed"],
+                **{k: org[k] for k in ("delta", "significant", "target", "attained")},
             },
         )
     assert [i["rank"] for i in items if i["rank"] is not None] == list(range(1, len(ranked) + 1))
+    assert sum(i["delta"] is not None for i in items) >= 2
+    assert next(i for i in items if i["org"] == first)["target"] == 60.0
 
 
 @pytest.mark.parametrize(
