@@ -23,6 +23,7 @@ from app.indices.router import router as indices_router
 from app.insights.router import router as insights_router
 from app.invitations.router import public_router as public_invitations_router
 from app.invitations.router import router as invitations_router
+from app.keys import cache as keys
 from app.keys.router import router as keys_router
 from app.orgs.router import router as orgs_router
 from app.platform import health, metrics
@@ -34,6 +35,7 @@ from app.platform.meta import check_reporting_timezone
 from app.platform.middleware import BodyLimit, JsonOnly
 from app.platform.openapi import complete, operation_id
 from app.platform.ratelimit import build_limiter
+from app.responses.coalescer import Coalescer
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
                 )
             )
         sweeper = asyncio.create_task(_sweep_idempotency(app.state.sessionmaker, stop=stop))
+        listener = asyncio.create_task(keys.listen(app.state.keys, app.state.engine, stop=stop))
         sender = None
         if settings.webhook_poll_seconds > 0:
             sender = asyncio.create_task(webhook_worker.run(app.state.engine, settings, stop=stop))
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             if folder is not None:
                 await folder
             await sweeper
+            await listener
             if sender is not None:
                 await sender
             await app.state.limiter.close()
@@ -119,6 +123,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     if engine is not None:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.keys = keys.KeyCache()
+    app.state.coalescer = Coalescer(app.state)
     app.state.limiter = build_limiter(settings)
     app.state.public_limiter = build_limiter(settings, public=True)
     metrics.POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)

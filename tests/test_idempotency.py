@@ -310,14 +310,14 @@ async def test_concurrent_requests_with_one_key_run_once(
 ) -> None:
     await standard_setup(committed_client, committed_admin)
     gate, inside = asyncio.Event(), asyncio.Event()
-    original = responses_service.post_response
+    original = responses_service.post_responses
 
     async def held(*args: Any, **kwargs: Any) -> Any:
         inside.set()
         await gate.wait()
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(responses_service, "post_response", held)
+    monkeypatch.setattr(responses_service, "post_responses", held)
     headers = keyed(committed_admin, "concurrent")
     first = asyncio.create_task(
         committed_client.post("/v1/responses", json=response_body(), headers=headers)

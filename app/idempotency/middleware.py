@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.idempotency import service
 from app.idempotency.service import Claim, InvalidIdempotencyKey, Stored
-from app.keys.service import authenticate
+from app.keys.cache import verify
 from app.platform.errors import AppError, Unauthenticated, render, unexpected
 from app.platform.logs import ANSWERED_ROUTE
 from app.platform.metrics import IDEMPOTENT_REPLAYS
@@ -88,10 +88,10 @@ class Idempotency(HttpMiddleware):
             return
         state = scope["app"].state
         try:
+            principal = await verify(state.keys, state.sessionmaker, raw_key)
+            key = _idempotency_key(values, path)  # after authentication: 401 comes first
+            await state.limiter.check(principal.key_id, principal.limit)
             async with state.sessionmaker() as session, session.begin():
-                principal = await authenticate(session, raw_key=raw_key)
-                key = _idempotency_key(values, path)  # after authentication: 401 comes first
-                await state.limiter.check(principal.key_id, principal.limit)
                 request = Claim(
                     principal.key_id,
                     key,

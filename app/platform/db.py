@@ -62,6 +62,20 @@ def create_engine(settings: Settings, url: str, **overrides: Any) -> AsyncEngine
     return create_async_engine(url, **options)
 
 
+async def connect_driver(engine: AsyncEngine, *, name: str) -> Any:
+    """A connection of its own (outside the pool) to the engine's database, as the engine's
+    connections are made, named `name` (application_name): for a worker that holds one for
+    long (LISTEN)."""
+    import asyncpg
+
+    url = engine.url
+    options: dict[str, Any] = {"timeout": 5, "server_settings": {"application_name": name}}
+    if url.host in LOOPBACK and not ({"ssl", "sslmode"} & set(url.query)):
+        options["ssl"] = False
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.connect(dsn, **options)
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.keys.cache import verify
 from app.keys.scopes import Scope
-from app.keys.service import Principal, authenticate
+from app.keys.service import Principal
 from app.orgs import tree
 from app.platform import clock
 from app.platform.config import Settings
@@ -28,17 +29,20 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `cx_<id>_<secret
 
 async def current_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The verified caller; 401 for a missing, malformed, unknown or revoked key."""
+    """The verified caller; 401 for a missing, malformed, unknown or revoked key.
+
+    Looked up in a transaction of its own (or taken from the worker's key cache), so that a
+    route that needs no database, the single POST, opens no session for it."""
     if credentials is None:
         header = request.headers.get("authorization")
         if header:
             raise Unauthenticated("The Authorization header must be 'Bearer <key>'.")
         raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
     await _tree_of_today(request)
-    principal = await authenticate(session, raw_key=credentials.credentials.strip())
+    state = request.app.state
+    principal = await verify(state.keys, state.sessionmaker, credentials.credentials.strip())
     request.state.principal = principal
     if not getattr(request.state, "rate_checked", False):  # the idempotency layer may have
         limiter: Limiter = request.app.state.limiter

@@ -177,6 +177,7 @@ async def store(
     }
     # A fixed order keeps concurrent writers of overlapping keys from deadlocking.
     todo = sorted((item for key, item in firsts.items() if key not in outcome), key=lambda i: i.key)
+    conflicting: dict[tuple[str, str], bytes] = {}  # fingerprints of rows stored before
     if todo:
         for row in await conn.fetch(_INSERT, *_columns(todo)):
             key = (row["source"], row["external_id"])
@@ -208,7 +209,8 @@ async def store(
                 if row is None:  # erased between our insert and this read
                     outcome[item.key] = Stored(ItemStatus.gone)
                     continue
-                same = bytes(row["fingerprint"]) == item.fingerprint
+                conflicting[item.key] = bytes(row["fingerprint"])
+                same = conflicting[item.key] == item.fingerprint
                 status = ItemStatus.duplicate if same else ItemStatus.conflict
                 outcome[item.key] = Stored(status, row["id"])
 
@@ -216,12 +218,11 @@ async def store(
     for item in items:
         first = firsts[item.key]
         result = outcome[item.key]
-        if item is not first:
-            if result.status is ItemStatus.gone:
-                pass
-            elif item.fingerprint != first.fingerprint:
-                result = Stored(ItemStatus.conflict, result.id)
-            elif result.status is ItemStatus.created:
-                result = Stored(ItemStatus.duplicate, result.id)
+        if item is not first and result.status is not ItemStatus.gone:
+            # Judged against the row its key holds: the first item's, unless that one
+            # conflicted with a row stored before.
+            held = conflicting.get(item.key, first.fingerprint)
+            same = item.fingerprint == held
+            result = Stored(ItemStatus.duplicate if same else ItemStatus.conflict, result.id)
         results.append(result)
     return results

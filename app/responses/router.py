@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.platform.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
 from app.platform.errors import Conflict, Gone, ValidationFailed
@@ -12,6 +12,7 @@ from app.platform.metrics import INGESTED
 from app.platform.pagination import Page, encode_cursor
 from app.platform.schemas import CODE_PATTERN, Instant
 from app.responses import service
+from app.responses.coalescer import Coalescer
 from app.responses.schemas import BatchIn, BatchOut, ResponseIn, ResponseOut
 from app.stages import Stage
 
@@ -27,17 +28,13 @@ router = APIRouter(prefix="/v1/responses", tags=["responses"])
     },
 )
 async def post_response(
-    body: ResponseIn,
-    session: SessionDep,
-    principal: ResponsesWriter,
-    settings: SettingsDep,
-    response: Response,
+    body: ResponseIn, principal: ResponsesWriter, request: Request, response: Response
 ) -> ResponseOut:
     """Store one response (201); the same (source, external_id) and content again → 200."""
     try:
-        stored, created = await service.post_response(
-            session, body=body, principal=principal, settings=settings
-        )
+        # With the other posts of this moment, in one transaction (app/responses/coalescer.py).
+        coalescer: Coalescer = request.app.state.coalescer
+        stored, created = await coalescer.post(body, principal)
     except (Conflict, Gone, ValidationFailed) as refused:
         outcome = (
             "conflict"

@@ -15,7 +15,7 @@ from app.orgs.models import Org
 from app.orgs.service import find_referenced
 from app.platform import clock
 from app.platform.config import Settings
-from app.platform.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
+from app.platform.errors import AppError, Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from app.platform.pagination import PageParams, after_instant_and_id, cut
 from app.responses import ingest
 from app.responses.models import Response
@@ -143,9 +143,7 @@ async def prepare_one(
             pseudonym=pseudonym,
         )
     except ItemInvalid as exc:
-        if exc.forbidden:
-            raise SourceForbidden(exc.errors[0]["msg"]) from exc
-        raise ValidationFailed(summary(exc.errors), errors=exc.errors) from exc
+        raise _refusal(exc) from exc
     return item, catalog
 
 
@@ -153,24 +151,81 @@ async def post_response(
     session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
 ) -> tuple[ResponseOut, bool]:
     """Store one response; (response, created). A retry with the same content is not stored."""
-    item, catalog = await prepare_one(session, body=body, principal=principal, settings=settings)
-    (stored,) = await ingest.store(session, [item], gone=catalog.gone)
+    (outcome,) = await post_responses(session, [(body, principal)], settings=settings)
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
+
+
+async def post_responses(
+    session: AsyncSession,
+    asks: Sequence[tuple[ResponseIn, Principal]],
+    *,
+    settings: Settings,
+) -> list[tuple[ResponseOut, bool] | AppError]:
+    """Single posts, of one caller or several, stored in the session's one transaction: what
+    each caller is answered, in order: (response, created), or the error its own post gets.
+
+    Each item is checked against its own caller, as alone; items of one key are judged as in
+    a batch (the first is stored, a later one is its duplicate or a conflict)."""
+    bodies = [
+        body
+        if body.source is not None or principal.source is None
+        else body.model_copy(update={"source": principal.source})
+        for body, principal in asks
+    ]
+    catalog = await Catalog.load(session, bodies, source=None)
+    now = clock.now()
+    checked: list[Prepared | AppError] = []
+    for index, (body, (_, principal)) in enumerate(zip(bodies, asks, strict=True)):
+        try:
+            checked.append(
+                prepare(
+                    body,
+                    index=index,
+                    loc=("body",),
+                    catalog=catalog,
+                    principal=principal,
+                    pseudonym_key=settings.pseudonym_key,
+                    zone=settings.zone,
+                    now=now,
+                )
+            )
+        except ItemInvalid as exc:
+            checked.append(_refusal(exc))
+    valid = [item for item in checked if isinstance(item, Prepared)]
+    stored = iter(await ingest.store(session, valid, gone=catalog.gone))
+    return [
+        await _answer(session, item, next(stored)) if isinstance(item, Prepared) else item
+        for item in checked
+    ]
+
+
+def _refusal(exc: ItemInvalid) -> AppError:
+    if exc.forbidden:
+        return SourceForbidden(exc.errors[0]["msg"])
+    return ValidationFailed(summary(exc.errors), errors=exc.errors)
+
+
+async def _answer(
+    session: AsyncSession, item: Prepared, stored: ingest.Stored
+) -> tuple[ResponseOut, bool] | AppError:
     if stored.status is ItemStatus.created:
         return _render_prepared(item, stored), True
     gone = ResponseGone(
         f"The response ({item.source!r}, {item.external_id!r}) was erased; it is not stored again."
     )
     if stored.status is ItemStatus.gone:
-        raise gone
+        return gone
     if stored.status is ItemStatus.conflict:
-        raise ResponseConflict(
+        return ResponseConflict(
             f"A response with source {item.source!r} and external_id {item.external_id!r} "
             "exists with different content."
         )
     assert stored.id is not None
     existing = await _load(session, stored.id)
     if existing is None:  # erased since the write path found it
-        raise gone
+        return gone
     return existing, False
 
 

@@ -166,6 +166,11 @@ async def test_repeat_of_a_stored_duplicate_and_of_a_conflict(
 
     body = await batch(client, setup, [item("s", channel="web"), item("s", channel="web")])
     assert [x["status"] for x in body["results"]] == ["conflict", "conflict"]
+    # A repeat is judged against the row its key holds, not against an earlier item that
+    # conflicted with that row: the stored content again is a duplicate.
+    body = await batch(client, setup, [item("s", channel="web"), item("s")])
+    assert [x["status"] for x in body["results"]] == ["conflict", "duplicate"]
+    assert body["results"][1]["id"] == stored["id"]
     assert len(await list_all(client, setup)) == 1
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.keys.scopes import Scope
 from app.keys.service import Principal
 from app.responses import ingest
+from app.responses.coalescer import Coalescer
 from app.responses.erasure import erase_customer, erase_response
 from app.responses.prepare import Prepared
 from tests.factories import response_body, standard_setup
@@ -58,10 +59,16 @@ async def stored_rows(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """gate(n): the write path holds each group of n calls until all n are in, so they race."""
+def gate(monkeypatch: pytest.MonkeyPatch, committed_app: Any) -> Callable[[int], None]:
+    """gate(n): the write path holds each group of n calls until all n are in, so they race.
+
+    Single posts then go in one transaction each, as if each had come to another worker (in
+    one worker, posts that arrive together share one: see test_group_commit.py)."""
 
     def close(parties: int) -> None:
+        committed_app.state.coalescer = Coalescer(
+            committed_app.state, max_items=1, flushes=parties
+        )
         barrier = asyncio.Barrier(parties)
         store = ingest.store
 
