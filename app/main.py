@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             await listener
             if sender is not None:
                 await sender
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await app.state.coalescer.close()
             await app.state.limiter.close()
             await app.state.public_limiter.close()
             if own_engine:

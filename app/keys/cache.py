@@ -3,9 +3,10 @@
 Every change to `api_keys` (a revocation, any update, a delete; '*' for a truncate) is announced
 on the channel `cx_keys` when its transaction commits (migration 5c2d8e41a7b9). `listen()` holds
 one connection per worker on that channel and drops the announced key; the cache serves only
-while that connection is known to be alive (a ping a second), so a key revoked anywhere (HTTP,
-the command line, SQL) stops working in this worker within a second even when the notification
-is lost with its connection. Without a listener (a test app without lifespan, a database away)
+while that connection is known to be alive (pinged four times a second, trusted for 0.75 s from
+the last ping that came back), so a key revoked anywhere (HTTP, the command line, SQL) stops
+working in this worker within a second, even when the notification is lost with a connection
+that died silently. Without a listener (a test app without lifespan, a database away)
 nothing is cached and every request looks its key up.
 """
 
@@ -29,7 +30,10 @@ logger = logging.getLogger("cx_survey.keys")
 CHANNEL = "cx_keys"
 APPLICATION_NAME = "cx-survey keys"  # the listening connection, as pg_stat_activity shows it
 TTL_SECONDS = 300.0  # a bound on what no notification covers (an org's name, say)
-PING_SECONDS = 1.0
+PING_SECONDS = 0.25
+# The cache serves only this long after the last ping that came back was sent: a connection that
+# dies silently (no close, no error) cannot keep a revoked key working for a second.
+TRUST_SECONDS = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +49,11 @@ class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._generation = 0  # bumped by every drop: a lookup older than a drop is not kept
+        self._trusted_until = 0.0
         self.listening = False
 
     def get(self, key_id: str, secret: str) -> Principal | None:
-        if not self.listening:
+        if not self.listening or time.monotonic() > self._trusted_until:
             return None
         entry = self._entries.get(key_id)
         if entry is None or entry.until < time.monotonic():
@@ -75,12 +80,19 @@ class KeyCache:
         else:
             self._entries.pop(key_id, None)
 
+    def vouch(self, until: float) -> None:
+        """The listening connection was alive (every announcement before was received): serve
+        until `until` (a monotonic time) unless vouched for again."""
+        self._trusted_until = max(self._trusted_until, until)
+
     def open(self) -> None:
         self.drop("*")
         self.listening = True
+        self.vouch(time.monotonic() + TRUST_SECONDS)
 
     def close(self) -> None:
         self.listening = False
+        self._trusted_until = 0.0
         self.drop("*")
 
 
@@ -120,7 +132,9 @@ async def listen(cache: KeyCache, engine: AsyncEngine, *, stop: asyncio.Event) -
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), PING_SECONDS)
                 if not (stop.is_set() or lost.is_set()):
-                    await asyncio.wait_for(conn.execute("SELECT 1"), PING_SECONDS)
+                    sent = time.monotonic()
+                    await asyncio.wait_for(conn.execute("SELECT 1"), TRUST_SECONDS)
+                    cache.vouch(sent + TRUST_SECONDS)
         except Exception as error:  # the database may be away: look keys up meanwhile
             logger.warning("key notifications lost: %s", type(error).__name__)
         finally:

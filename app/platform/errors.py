@@ -311,6 +311,21 @@ _TRANSIENT_SQLSTATES = frozenset(
 )
 
 
+_STATEMENT_SQLSTATES = frozenset({"57014", "55P03", "40001", "40P01"})  # this statement's luck
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached at all (a lost or refused connection,
+    an exhausted pool, a server shutting down or full), not that one statement was unlucky (a
+    timeout, a lock, a deadlock, a serialization race)."""
+    return any(
+        isinstance(e, OSError | ConnectionError | PoolTimeoutError)
+        or type(e).__name__ in _CONNECTION_ERRORS
+        or str(getattr(e, "sqlstate", "") or "") in _TRANSIENT_SQLSTATES - _STATEMENT_SQLSTATES
+        for e in _causes(exc)
+    )
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     """Whether `exc` means the database is (for now) unavailable: a lost or refused connection,
     an exhausted pool, or a transient refusal."""

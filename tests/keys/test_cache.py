@@ -151,3 +151,44 @@ def test_a_lookup_that_began_before_a_drop_is_not_kept() -> None:
     assert keys.get("abc", "t" * 20) is None
     keys.drop("*")
     assert keys.get("abc", "s" * 20) is None
+
+
+def test_the_cache_serves_only_while_pings_vouch_for_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.keys.service import Principal
+
+    now = [1000.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now[0])
+    keys = cache.KeyCache()
+    keys.open()
+    principal = Principal(key_id="abc", name="t", scopes=frozenset({Scope.admin}))
+    keys.put("s" * 20, principal, generation=keys.generation)
+    now[0] += cache.TRUST_SECONDS - 0.01
+    assert keys.get("abc", "s" * 20) == principal
+    # No ping came back for longer than the trust window: a connection that died silently.
+    now[0] += 0.02
+    assert keys.get("abc", "s" * 20) is None
+    keys.vouch(now[0] + cache.TRUST_SECONDS)  # a ping came back
+    assert keys.get("abc", "s" * 20) == principal
+    assert cache.TRUST_SECONDS + cache.PING_SECONDS <= 1.0
+
+
+async def test_a_key_changed_during_its_lookup_is_not_kept(
+    running: httpx.AsyncClient, committed_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, headers = await _key(committed_app)
+    lookups = 0
+    authenticate = cache.authenticate
+
+    async def racing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal lookups
+        lookups += 1
+        found = await authenticate(*args, **kwargs)
+        committed_app.state.keys.drop(found.key_id)  # announced while the lookup ran
+        return found
+
+    monkeypatch.setattr(cache, "authenticate", racing)
+    assert await _status(running, headers) == 200
+    assert await _status(running, headers) == 200
+    assert lookups == 2  # the first lookup was not kept

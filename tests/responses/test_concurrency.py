@@ -66,9 +66,7 @@ def gate(monkeypatch: pytest.MonkeyPatch, committed_app: Any) -> Callable[[int],
     one worker, posts that arrive together share one: see test_group_commit.py)."""
 
     def close(parties: int) -> None:
-        committed_app.state.coalescer = Coalescer(
-            committed_app.state, max_items=1, flushes=parties
-        )
+        committed_app.state.coalescer = Coalescer(committed_app.state, max_items=1, flushes=parties)
         barrier = asyncio.Barrier(parties)
         store = ingest.store
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.keys.scopes import Scope
@@ -180,3 +180,57 @@ async def test_a_post_whose_own_transaction_fails_gets_that_error_and_the_others
     assert_problem(poison, 422)
     assert {k: r.status_code for k, r in by_id.items()} == dict.fromkeys(by_id, 201)
     assert set(await _rows(engine)) == set(by_id)
+
+
+@pytest.mark.usefixtures("ready")
+async def test_no_post_is_answered_before_its_commit(
+    committed_client: httpx.AsyncClient,
+    committed_admin: dict[str, str],
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every commit of the write path fails: no caller may have been told 2xx, nothing is stored.
+    post_responses = service.post_responses
+
+    def refuse(_session: Any) -> None:
+        raise RuntimeError("the commit failed")
+
+    async def doomed(
+        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
+    ) -> Any:
+        event.listen(session.sync_session, "before_commit", refuse)
+        return await post_responses(session, asks, **options)
+
+    monkeypatch.setattr(service, "post_responses", doomed)
+    bodies = [response_body(external_id=f"doomed-{n}") for n in range(8)]
+    replies = await asyncio.gather(
+        *(committed_client.post("/v1/responses", json=b, headers=committed_admin) for b in bodies)
+    )
+    assert all(r.status_code >= 500 for r in replies), [r.status_code for r in replies]
+    assert await _rows(engine) == {}
+
+
+@pytest.mark.usefixtures("ready")
+async def test_with_the_database_away_every_post_gets_its_503_at_once(
+    committed_client: httpx.AsyncClient,
+    committed_admin: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    flushes: list[int],
+) -> None:
+    calls = 0
+
+    async def away(*_args: Any, **_kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        raise ConnectionRefusedError("no database")
+
+    bodies = [response_body(external_id=f"away-{n}") for n in range(8)]
+    # Authenticate first, then take the database away from the write path only.
+    monkeypatch.setattr(service, "post_responses", away)
+    replies = await asyncio.gather(
+        *(committed_client.post("/v1/responses", json=b, headers=committed_admin) for b in bodies)
+    )
+    for r in replies:
+        assert_problem(r, 503, "service-unavailable")
+        assert r.headers["retry-after"] == "1"
+    assert calls < len(bodies)  # a shared flush failed, and was not retried post by post
