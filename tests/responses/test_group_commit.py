@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -33,19 +33,32 @@ async def ready(committed_client: httpx.AsyncClient, committed_admin: dict[str, 
     await standard_setup(committed_client, committed_admin)
 
 
+Hook = Callable[[AsyncSession, Sequence[tuple[ResponseIn, Principal]]], Awaitable[None]]
+
+
+def on_write(monkeypatch: pytest.MonkeyPatch, hook: Hook) -> None:
+    """Run `hook` in each of the coalescer's transactions, after its posts were written."""
+    post_responses = service.post_responses
+
+    async def wrapped(
+        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
+    ) -> Any:
+        result = await post_responses(session, asks, **options)
+        await hook(session, asks)
+        return result
+
+    monkeypatch.setattr(service, "post_responses", wrapped)
+
+
 @pytest.fixture
 def flushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of posts in each transaction the coalescer opened."""
     sizes: list[int] = []
-    post_responses = service.post_responses
 
-    async def counted(
-        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
-    ) -> Any:
+    async def count(_session: AsyncSession, asks: Sequence[Any]) -> None:
         sizes.append(len(asks))
-        return await post_responses(session, asks, **options)
 
-    monkeypatch.setattr(service, "post_responses", counted)
+    on_write(monkeypatch, count)
     return sizes
 
 
@@ -131,17 +144,11 @@ async def test_a_failing_shared_transaction_retries_each_post_alone(
 ) -> None:
     # A database error in any transaction holding more than one post: the coalescer must
     # answer every post from a transaction of its own, and none may be stored twice.
-    post_responses = service.post_responses
-
-    async def fragile(
-        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
-    ) -> Any:
-        result = await post_responses(session, asks, **options)
+    async def fragile(session: AsyncSession, asks: Sequence[Any]) -> None:
         if len(asks) > 1:
             await session.execute(text("SELECT 1/0"))
-        return result
 
-    monkeypatch.setattr(service, "post_responses", fragile)
+    on_write(monkeypatch, fragile)
     bodies = [response_body(external_id=f"retry-{n}") for n in range(10)]
     replies = await asyncio.gather(
         *(committed_client.post("/v1/responses", json=b, headers=committed_admin) for b in bodies)
@@ -159,17 +166,11 @@ async def test_a_post_whose_own_transaction_fails_gets_that_error_and_the_others
     engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    post_responses = service.post_responses
-
-    async def poisoned(
-        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
-    ) -> Any:
-        result = await post_responses(session, asks, **options)
+    async def poisoned(session: AsyncSession, asks: Sequence[tuple[ResponseIn, Any]]) -> None:
         if any(body.external_id == "poison" for body, _ in asks):
-            await session.execute(text("SELECT pg_sleep(0), 1/0"))
-        return result
+            await session.execute(text("SELECT 1/0"))
 
-    monkeypatch.setattr(service, "post_responses", poisoned)
+    on_write(monkeypatch, poisoned)
     bodies = [response_body(external_id=f"fine-{n}") for n in range(6)]
     bodies.insert(3, response_body(external_id="poison"))
     replies = await asyncio.gather(
@@ -190,18 +191,13 @@ async def test_no_post_is_answered_before_its_commit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every commit of the write path fails: no caller may have been told 2xx, nothing is stored.
-    post_responses = service.post_responses
-
     def refuse(_session: Any) -> None:
         raise RuntimeError("the commit failed")
 
-    async def doomed(
-        session: AsyncSession, asks: Sequence[tuple[ResponseIn, Principal]], **options: Any
-    ) -> Any:
+    async def doomed(session: AsyncSession, _asks: Sequence[Any]) -> None:
         event.listen(session.sync_session, "before_commit", refuse)
-        return await post_responses(session, asks, **options)
 
-    monkeypatch.setattr(service, "post_responses", doomed)
+    on_write(monkeypatch, doomed)
     bodies = [response_body(external_id=f"doomed-{n}") for n in range(8)]
     replies = await asyncio.gather(
         *(committed_client.post("/v1/responses", json=b, headers=committed_admin) for b in bodies)
