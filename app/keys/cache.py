@@ -53,10 +53,11 @@ class KeyCache:
         self.listening = False
 
     def get(self, key_id: str, secret: str) -> Principal | None:
-        if not self.listening or time.monotonic() > self._trusted_until:
+        now = time.monotonic()
+        if not self.listening or now > self._trusted_until:
             return None
         entry = self._entries.get(key_id)
-        if entry is None or entry.until < time.monotonic():
+        if entry is None or entry.until < now:
             return None
         if not hmac.compare_digest(hash_secret(secret), entry.secret_hash):
             return None  # the database decides (401)

@@ -147,16 +147,6 @@ async def prepare_one(
     return item, catalog
 
 
-async def post_response(
-    session: AsyncSession, *, body: ResponseIn, principal: Principal, settings: Settings
-) -> tuple[ResponseOut, bool]:
-    """Store one response; (response, created). A retry with the same content is not stored."""
-    (outcome,) = await post_responses(session, [(body, principal)], settings=settings)
-    if isinstance(outcome, AppError):
-        raise outcome
-    return outcome
-
-
 async def post_responses(
     session: AsyncSession,
     asks: Sequence[tuple[ResponseIn, Principal]],

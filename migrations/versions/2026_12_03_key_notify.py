@@ -42,20 +42,12 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TRIGGER api_keys_notify_truncate AFTER TRUNCATE ON api_keys
-            FOR EACH STATEMENT EXECUTE FUNCTION api_keys_notify();
+            FOR EACH STATEMENT EXECUTE FUNCTION api_keys_notify()
         """
     )
 
 
 def downgrade() -> None:
-    op.execute(
-        """
-        DROP TRIGGER api_keys_notify_truncate ON api_keys
-        """
-    )
+    op.execute("DROP TRIGGER api_keys_notify_truncate ON api_keys")
     op.execute("DROP TRIGGER api_keys_notify_rows ON api_keys")
-    op.execute(
-        """
-        DROP FUNCTION api_keys_notify()
-        """
-    )
+    op.execute("DROP FUNCTION api_keys_notify()")
