@@ -41,6 +41,7 @@ from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
 from app.surveys.router import router as surveys_router
 from app.tasks.router import router as tasks_router
+from app.ui import router as ui
 from app.webhooks import worker as webhook_worker
 from app.webhooks.router import router as webhooks_router
 
@@ -165,5 +166,6 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         audit_router,
     ):
         app.include_router(router)
+    ui.install(app)
     app.openapi = lambda: complete(app, min_n_floor=settings.min_n_floor)  # type: ignore[method-assign]
     return app

@@ -20,6 +20,7 @@ from app.platform.meta import Meta
 from app.responses.models import Response, Tombstone
 from app.surveys.models import Survey, SurveyVersion
 from app.tasks.models import Task
+from app.ui.models import UiSession
 from app.webhooks.models import Delivery, Webhook
 
 __all__ = [
@@ -55,5 +56,6 @@ __all__ = [
     "Task",
     "Tombstone",
     "TreeState",
+    "UiSession",
     "Webhook",
 ]

@@ -184,7 +184,8 @@ TABLES = (
     " index_rollup, index_rollup_stage, index_rollup_survey, segment_deltas,"
     " index_rollup_segment, choice_deltas, choice_rollup, moment_deltas, moment_rollup,"
     " stage_weights, targets,"
-    " idempotency_keys, audit_events, api_keys, survey_versions, surveys, org_placements, orgs"
+    " idempotency_keys, audit_events, ui_sessions, api_keys, survey_versions, surveys,"
+    " org_placements, orgs"
 )
 
 

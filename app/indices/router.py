@@ -148,7 +148,7 @@ def parse_filters(
     )
 
 
-async def _base_scope(
+async def base_scope(
     settings: SettingsDep,
     stages: StagesQuery = None,
     channel: ChannelQuery = None,
@@ -188,14 +188,14 @@ TreeQuery = Annotated[
 
 
 async def index_scope(
-    base: Annotated[service.Scope, Depends(_base_scope)], tree: TreeQuery = None
+    base: Annotated[service.Scope, Depends(base_scope)], tree: TreeQuery = None
 ) -> service.Scope:
     """The shared scope, in the tree the request chose."""
     return replace(base, tree=service.parse_tree(tree))
 
 
 async def children_scope(
-    base: Annotated[service.Scope, Depends(_base_scope)],
+    base: Annotated[service.Scope, Depends(base_scope)],
     tree: Annotated[
         str | None,
         Query(

@@ -101,6 +101,19 @@ async def authenticate(session: AsyncSession, *, raw_key: str) -> Principal:
         raise Unauthenticated("The API key is not known.")
     if row.revoked_at is not None:
         raise Unauthenticated("The API key has been revoked.")
+    return _principal(key_id, row)
+
+
+async def principal_by_id(session: AsyncSession, *, key_id: str) -> Principal | None:
+    """The key `key_id` as a caller, for a session that proved the secret earlier; None when
+    the key is gone or revoked."""
+    row = (await session.execute(_KEY_LOOKUP, {"key_id": key_id})).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return _principal(key_id, row)
+
+
+def _principal(key_id: str, row: Any) -> Principal:
     return Principal(
         key_id=key_id,
         name=row.name,

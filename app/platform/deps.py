@@ -40,7 +40,7 @@ async def current_principal(
         if header:
             raise Unauthenticated("The Authorization header must be 'Bearer <key>'.")
         raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
-    await _tree_of_today(request)
+    await tree_of_today(request)
     state = request.app.state
     principal = await verify(state.keys, state.sessionmaker, credentials.credentials.strip())
     request.state.principal = principal
@@ -53,7 +53,7 @@ async def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-async def _tree_of_today(request: Request) -> None:
+async def tree_of_today(request: Request) -> None:
     """Once per process and day: make the materialized tree today's (a move dated today takes
     effect without any call), before anything reads a path."""
     settings: Settings = request.app.state.settings

@@ -41,10 +41,12 @@ class HttpMiddleware:
 
 
 class JsonOnly(HttpMiddleware):
-    """A body sent with a content type other than JSON gets 415; no content type is read as JSON."""
+    """A body sent with a content type other than JSON gets 415; no content type is read as JSON.
+
+    The dashboard's forms (under /ui/) are the exception: a browser posts them urlencoded."""
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] in _BODY_METHODS:
+        if scope["method"] in _BODY_METHODS and not scope["path"].startswith("/ui/"):
             for name, value in scope["headers"]:
                 if name == b"content-type":
                     if not _is_json(value.decode("latin-1")):

@@ -571,7 +571,14 @@ TOKEN_ROUTES = frozenset(
         "/v1/public/invitations/{token}/opt-out",
     }
 )
-PUBLIC = PROBES | TOKEN_ROUTES
+# The dashboard: a browser with a session cookie instead of a key. Its signed-out, scope and
+# bound-key behaviour is held route by route in tests/ui/test_pages.py
+# (test_every_dashboard_route_is_signed_in_or_public_on_purpose).
+DASHBOARD = frozenset(
+    {"/ui", "/ui/sign-in", "/ui/sign-out", "/ui/tree", "/ui/orgs/{code}", "/ui/evaluations",
+     "/ui/static"}
+)  # fmt: skip
+PUBLIC = PROBES | TOKEN_ROUTES | DASHBOARD
 
 
 # Completeness: every route of the app has a row (or is public on purpose).

@@ -121,7 +121,7 @@ async def test_without_its_listener_the_cache_serves_nothing(
         ended = await conn.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = :name"
+                " WHERE application_name = :name AND datname = current_database()"
             ),
             {"name": cache.APPLICATION_NAME},
         )

@@ -1,0 +1,1 @@
+"""The ops dashboard: server-rendered pages over the API's own reads, under /ui."""
