@@ -29,12 +29,16 @@ from bench.common import create_key, database_url, server_url, start_server
 CHROMIUM = "/usr/bin/chromium"
 app = typer.Typer(add_completion=False)
 
-TIMINGS = """() => {
+TIMINGS = """() => new Promise(resolve => {
   const nav = performance.getEntriesByType('navigation')[0];
-  const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-  return {ttfb: nav.responseStart, html: nav.responseEnd, fcp: fcp ? fcp.startTime : null,
-          load: nav.loadEventEnd};
-}"""
+  const done = fcp => resolve({ttfb: nav.responseStart, html: nav.responseEnd, fcp: fcp,
+                               load: nav.loadEventEnd});
+  new PerformanceObserver(list => {
+    const paint = list.getEntries().find(e => e.name === 'first-contentful-paint');
+    if (paint) done(paint.startTime);
+  }).observe({type: 'paint', buffered: true});
+  setTimeout(() => done(null), 3000);
+})"""
 LCP = """() => new Promise(resolve => {
   new PerformanceObserver(list => {
     const entries = list.getEntries();

@@ -57,6 +57,10 @@ class Query:
     channel: str | None = None
     customer_type: str | None = None
 
+    def window_args(self) -> dict[str, str | None]:
+        """The window as the route functions take it."""
+        return {"period": self.period, "start": self.start, "end": self.end}
+
     def window(self) -> Window:
         return indices.parse_window(self.period, self.start, self.end)
 
@@ -118,9 +122,7 @@ class Reader:
                 self.session,
                 self.principal,
                 await self._scope(q),
-                period=q.period,
-                start=q.start,
-                end=q.end,
+                **q.window_args(),
             )
         )
 
@@ -134,9 +136,7 @@ class Reader:
                 self.session,
                 self.principal,
                 await self._scope(child_query, children=True),
-                period=q.period,
-                start=q.start,
-                end=q.end,
+                **q.window_args(),
             )
         )
 
@@ -178,9 +178,7 @@ class Reader:
                 self.session,
                 self.principal,
                 await self._scope(q),
-                period=q.period,
-                start=q.start,
-                end=q.end,
+                **q.window_args(),
                 low_below=50,
             )
         )
@@ -193,9 +191,7 @@ class Reader:
                 self.session,
                 self.principal,
                 self.settings,
-                period=q.period,
-                start=q.start,
-                end=q.end,
+                **q.window_args(),
                 tree=q.tree,
             )
         )
@@ -208,9 +204,7 @@ class Reader:
                 self.session,
                 self.principal,
                 self.settings,
-                period=q.period,
-                start=q.start,
-                end=q.end,
+                **q.window_args(),
                 tree=q.tree,
                 stages=q.stages,
                 channel=q.channel,
