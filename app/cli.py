@@ -423,7 +423,8 @@ def _run_import(
     sink = Rejects(rejects or path.with_name(path.name + ".rejects.jsonl"))
 
     async def run() -> T:
-        engine = create_engine(settings, url, pool_size=2, max_overflow=0)
+        # One connection more than the writes in flight: the import folds as it goes.
+        engine = create_engine(settings, url, pool_size=3, max_overflow=0)
         try:
             with _progress(path, f"import {path.name}") as progress:
                 return await action(engine, file_format, sink, progress)

@@ -45,27 +45,13 @@ from bench.common import (
 from bench.dataset import org_tree, responses
 from bench.load import setup
 from bench.run_index import (
-    NAIVE_STAGE_SQL,
     Scenario,
+    custom_scenario,
     differences,
-    headline,
     index_scenario,
-    naive_index,
-    org_id,
     percentile,
     series_scenario,
 )
-
-
-def custom_scenario(name: str, code: str, start: date, end: date) -> Scenario:
-    async def naive(conn: asyncpg.Connection) -> Any:
-        oid, _ = await org_id(conn, code)
-        rows = await conn.fetch(NAIVE_STAGE_SQL.format(group="0"), oid, start, end)
-        return naive_index(rows, {}, 30)
-
-    params = {"from": start.isoformat(), "to": end.isoformat()}
-    return Scenario(name, f"/v1/orgs/{code}/index", params, naive, headline)
-
 
 SCENARIOS = [
     index_scenario("root, one year (2026)", "HQ", "2026", date(2026, 1, 1), date(2027, 1, 1)),

@@ -92,6 +92,16 @@ def index_scenario(name: str, code: str, period: str, start: date, end: date) ->
     return Scenario(name, f"/v1/orgs/{code}/index", {"period": period}, naive, headline)
 
 
+def custom_scenario(name: str, code: str, start: date, end: date) -> Scenario:
+    async def naive(conn: asyncpg.Connection) -> Any:
+        oid, _ = await org_id(conn, code)
+        rows = await conn.fetch(NAIVE_STAGE_SQL.format(group="0"), oid, start, end)
+        return naive_index(rows, {}, 30)
+
+    params = {"from": start.isoformat(), "to": end.isoformat()}
+    return Scenario(name, f"/v1/orgs/{code}/index", params, naive, headline)
+
+
 def children_scenario(name: str, code: str, period: str, start: date, end: date) -> Scenario:
     async def naive(conn: asyncpg.Connection) -> Any:
         oid, depth = await org_id(conn, code)
@@ -146,6 +156,12 @@ SCENARIOS = [
         date(2027, 1, 1),
     ),
     series_scenario("root series, 24 months", "HQ", date(2024, 11, 1), date(2026, 11, 1)),
+    custom_scenario(
+        "root index, custom 40 days (2026-02-10 to 2026-03-22)",
+        "HQ",
+        date(2026, 2, 10),
+        date(2026, 3, 22),
+    ),
 ]
 
 

@@ -183,6 +183,7 @@ TABLES = (
     " contact_rules, opt_outs, responses, tombstones, index_deltas,"
     " index_rollup, index_rollup_stage, index_rollup_survey, segment_deltas,"
     " index_rollup_segment, choice_deltas, choice_rollup, moment_deltas, moment_rollup,"
+    " day_deltas, index_rollup_day,"
     " stage_weights, targets,"
     " idempotency_keys, audit_events, ui_sessions, api_keys, survey_versions, surveys,"
     " org_placements, orgs"

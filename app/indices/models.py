@@ -229,3 +229,32 @@ class MomentRollup(Base):
     i: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     j: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)
+
+
+class DayDelta(_Sums, Base):
+    """Appended by a statement trigger of its own on responses: the coarse sums by day (see
+    indices.store.day_facts); folded into index_rollup_day."""
+
+    __tablename__ = "day_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigInteger)
+    stage: Mapped[Stage] = mapped_column(StageType)
+    day: Mapped[date] = mapped_column(Date)
+    scale_min: Mapped[int] = mapped_column(SmallInteger)
+    scale_max: Mapped[int] = mapped_column(SmallInteger)
+
+    __table_args__ = (Index("ix_day_deltas_org_id_day", "org_id", "day"),)
+
+
+class IndexRollupDay(_Sums, Base):
+    """Folded coarse sums by day: the partial months of a custom range."""
+
+    __tablename__ = "index_rollup_day"
+
+    org_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tree: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    stage: Mapped[Stage] = mapped_column(StageType, primary_key=True)
+    scale_min: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    scale_max: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

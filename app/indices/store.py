@@ -210,6 +210,10 @@ async def collect_with_cells(
         # the raw responses have all three; only they have segments.
         raw_only = chosen.raw_only
         table, deltas = _source(chosen)
+        # Without filters the partial months come from the day sums too, like whole months.
+        by_day = table is COARSE
+        day_rows: list[tuple[int, bool, date, date, int]] = []
+        day_delta_rows: list[tuple[int, date, date, int]] = []
         for piece in group:
             if piece.months is not None:
                 lo, hi = piece.months
@@ -220,7 +224,30 @@ async def collect_with_cells(
                     rollup_rows += [(o, False, lo, hi, piece.group) for o in piece.singles]
                     delta_rows += [(o, lo, hi, piece.group) for o in piece.scope]
             for lo, hi in piece.edges:
-                raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+                if by_day:
+                    day_rows += [(o, True, lo, hi, piece.group) for o in piece.roots]
+                    day_rows += [(o, False, lo, hi, piece.group) for o in piece.singles]
+                    day_delta_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+                else:
+                    raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
+        day_month = "date_trunc('month', {}.day)::date" if by_month else "NULL::date"
+        if day_rows:
+            columns = [params.add(list(c)) for c in zip(*day_rows, strict=True)]
+            parts.append(
+                f"SELECT t.g, {day_month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
+                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
+                f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
+                f" JOIN {DAYS.rollup.table} r ON r.org_id = t.org_id"
+                f" AND r.tree = t.tree AND r.day >= t.lo AND r.day < t.hi"
+            )
+        if day_delta_rows:
+            columns = [params.add(list(c)) for c in zip(*day_delta_rows, strict=True)]
+            parts.append(
+                f"SELECT t.g, {day_month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
+                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+                f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+                f" JOIN {DAYS.deltas} d ON d.org_id = t.org_id AND d.day >= t.lo AND d.day < t.hi"
+            )
         if rollup_rows:
             columns = [params.add(list(c)) for c in zip(*rollup_rows, strict=True)]
             parts.append(
@@ -384,6 +411,14 @@ def moment_facts(relation: str) -> str:
     FROM a JOIN a AS b ON b.rid = a.rid AND b.p >= a.p JOIN s ON s.rid = a.rid"""
 
 
+def day_facts(relation: str) -> str:
+    """The index sums of each response of `relation` by its day (no channel or customer type)."""
+    return (
+        f"SELECT x.org_id, x.stage, x.occurred_on AS day, x.scale_min, x.scale_max,"
+        f" {_named_stats('x')} FROM {relation} AS x"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Family:
     """Sums of the insights kept like the index's: deltas appended by the trigger on
@@ -415,7 +450,14 @@ MOMENTS = Family(
     Rollup("moment_rollup", ("survey_version_id", "month", "answered", "i", "j"), ("total",)),
     moment_facts,
 )
-FAMILIES = (SEGMENTS, CHOICES, MOMENTS)
+# The coarse index sums by day: the partial months at the edges of a custom range read these
+# instead of the raw responses (a few rows per org and day instead of every response).
+DAYS = Family(
+    "day_deltas",
+    Rollup("index_rollup_day", ("stage", "day", "scale_min", "scale_max")),
+    day_facts,
+)
+FAMILIES = (SEGMENTS, CHOICES, MOMENTS, DAYS)
 ROLLUPS = (*INDEX_ROLLUPS, *(f.rollup for f in FAMILIES))
 
 # SQL conditions (` AND …`) on the columns a family's sums are kept by, for the alias given;
@@ -644,6 +686,10 @@ async def analyze(conn: Any, tables: Sequence[str] = STATISTICS_TABLES) -> None:
     await conn.execute(f"ANALYZE {', '.join(tables)}")
 
 
+# The statement triggers on UPDATE of responses that append deltas (migrations).
+UPDATE_TRIGGERS = ("responses_index_update", "responses_day_update")
+
+
 async def rebuild(conn: Any, *, zone: str | None = None) -> None:
     """Recompute the rollups from the raw responses (after a bulk backfill or a repair).
 
@@ -654,13 +700,15 @@ async def rebuild(conn: Any, *, zone: str | None = None) -> None:
     if zone is not None:
         # Every row changes; the rollups are rebuilt below, so the update trigger's deltas
         # would only be thrown away.
-        await conn.execute("ALTER TABLE responses DISABLE TRIGGER responses_index_update")
+        for trigger in UPDATE_TRIGGERS:
+            await conn.execute(f"ALTER TABLE responses DISABLE TRIGGER {trigger}")
         await conn.execute(
             "UPDATE responses SET occurred_on = (occurred_at AT TIME ZONE $1)::date"
             " WHERE occurred_on IS DISTINCT FROM (occurred_at AT TIME ZONE $1)::date",
             zone,
         )
-        await conn.execute("ALTER TABLE responses ENABLE TRIGGER responses_index_update")
+        for trigger in UPDATE_TRIGGERS:
+            await conn.execute(f"ALTER TABLE responses ENABLE TRIGGER {trigger}")
     await conn.execute(
         "TRUNCATE index_deltas, "
         + ", ".join(f.deltas for f in FAMILIES)

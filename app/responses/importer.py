@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.indices import store
+from app.indices.models import IndexDelta
+from app.indices.worker import fold_once
 from app.keys.service import Principal, command_line
 from app.platform.config import Settings
 from app.platform.db import create_engine, create_sessionmaker
@@ -240,11 +242,45 @@ async def import_responses(
         summary = await _import(
             engine, write_batch, path, fmt, rejects, batch_size, workers + 1, progress
         )
-    if summary.records:  # fresh statistics for the reads right after a backfill
+    if summary.records:
+        # The index is current when the import ends (no server may be running to fold it),
+        # and the reads right after a backfill are planned on fresh statistics.
+        await catch_up(engine, bound=None)
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             await store.analyze(raw)
     return summary
+
+
+# Pending index deltas an import lets stand before it folds: every read of a subtree reads its
+# pending deltas, so a backlog of a million makes a root read take seconds; this many, a
+# hundred milliseconds at most (docs/benchmarks.md, "Reads right after an import").
+MAX_BACKLOG = store.FOLD_CHUNK
+
+
+async def _pending(engine: AsyncEngine) -> tuple[int, int] | None:
+    """The first and last id of the pending index deltas (the fold takes them in id order)."""
+    async with engine.connect() as conn:
+        first, last = (
+            await conn.execute(select(func.min(IndexDelta.id), func.max(IndexDelta.id)))
+        ).one()
+    return None if first is None else (int(first), int(last))
+
+
+async def catch_up(engine: AsyncEngine, *, bound: int | None) -> None:
+    """Fold (here, or wait while another process folds) until at most `bound` delta rows are
+    pending, so that an import writes no faster than the index takes it and reads stay fast
+    meanwhile; with `bound` None, until every delta pending now is folded (later writers'
+    deltas are the server's to fold: an import under live traffic still ends)."""
+    pending = await _pending(engine)
+    until = pending[1] if pending is not None else 0
+    while pending is not None:
+        first, last = pending
+        if (last - first + 1 <= bound) if bound is not None else first > until:
+            return
+        if await fold_once(engine) == 0:  # another process holds the fold: it is folding
+            await asyncio.sleep(0.05)
+        pending = await _pending(engine)
 
 
 async def _import(
@@ -279,8 +315,14 @@ async def _import(
 
     pending: set[asyncio.Task[None]] = set()
 
+    written = 0
+
     async def submit(batch: list[Record]) -> None:
-        nonlocal pending
+        nonlocal pending, written
+        written += len(batch)
+        if written >= MAX_BACKLOG // 5:  # every few batches: fold if the backlog grew
+            written = 0
+            await catch_up(engine, bound=MAX_BACKLOG)
         while len(pending) >= in_flight:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
