@@ -680,6 +680,18 @@ STATISTICS_TABLES = (
 )
 
 
+DELTA_TABLES = ("index_deltas", *(family.deltas for family in FAMILIES))
+
+
+async def vacuum_deltas(conn: Any) -> None:
+    """Clear the delta tables of the rows a catch-up folded away, and analyze them.
+
+    Autovacuum may be off: each folded delta leaves a dead row and a dead index entry, and the
+    first read of a subtree after a large backfill would walk a million of them. Outside any
+    transaction (VACUUM cannot run in one); it does not block writers."""
+    await conn.execute(f"VACUUM (ANALYZE) {', '.join(DELTA_TABLES)}")
+
+
 async def analyze(conn: Any, tables: Sequence[str] = STATISTICS_TABLES) -> None:
     """Refresh the planner's statistics of the tables a bulk change touched (autovacuum may be
     off, or late: a read must not be planned on the row counts of an empty table)."""

@@ -42,10 +42,19 @@ ANALYZE_AFTER_ROWS = store.FOLD_CHUNK  # a catch-up that needed more than one ch
 
 
 async def analyze_rollups(engine: AsyncEngine) -> None:
+    """After a catch-up: the delta tables vacuumed (and analyzed), the rollups analyzed."""
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        await store.analyze(raw, [t for t in store.STATISTICS_TABLES if t != "responses"])
+        await store.vacuum_deltas(raw)
+        await store.analyze(
+            raw,
+            [
+                t
+                for t in store.STATISTICS_TABLES
+                if t != "responses" and t not in store.DELTA_TABLES
+            ],
+        )
 
 
 async def run(
