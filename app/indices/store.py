@@ -231,42 +231,21 @@ async def collect_with_cells(
                 else:
                     raw_rows += [(o, lo, hi, piece.group) for o in piece.scope]
         day_month = "date_trunc('month', {}.day)::date" if by_month else "NULL::date"
-        if day_rows:
-            columns = [params.add(list(c)) for c in zip(*day_rows, strict=True)]
-            parts.append(
-                f"SELECT t.g, {day_month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
-                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
-                f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
-                f" JOIN {DAYS.rollup.table} r ON r.org_id = t.org_id"
-                f" AND r.tree = t.tree AND r.day >= t.lo AND r.day < t.hi"
-            )
-        if day_delta_rows:
-            columns = [params.add(list(c)) for c in zip(*day_delta_rows, strict=True)]
-            parts.append(
-                f"SELECT t.g, {day_month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
-                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
-                f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
-                f" JOIN {DAYS.deltas} d ON d.org_id = t.org_id AND d.day >= t.lo AND d.day < t.hi"
-            )
-        if rollup_rows:
-            columns = [params.add(list(c)) for c in zip(*rollup_rows, strict=True)]
-            parts.append(
-                f"SELECT t.g, {month.format('r')}, r.stage, r.scale_min, r.scale_max, {stats}"
-                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
-                f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
-                f" JOIN {table.table} r ON r.org_id = t.org_id"
-                f" AND r.tree = t.tree AND r.month >= t.lo AND r.month < t.hi"
-                f"{_filters('r', chosen, params)}"
-            )
-        if delta_rows:
-            columns = [params.add(list(c)) for c in zip(*delta_rows, strict=True)]
-            parts.append(
-                f"SELECT t.g, {month.format('d')}, d.stage, d.scale_min, d.scale_max, {stats}"
-                f" FROM unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
-                f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
-                f" JOIN {deltas} d ON d.org_id = t.org_id AND d.month >= t.lo"
-                f" AND d.month < t.hi{_filters('d', chosen, params)}"
-            )
+        # Only for sums kept by a rollup (raw-only filters, two segments say, have none).
+        summed = rollup_rows or delta_rows or day_rows or day_delta_rows
+        conditions = _filters("s", chosen, params) if summed else ""
+        for rows, source, when, bucket, where in (
+            (rollup_rows, table.table, "month", month, conditions),
+            (delta_rows, deltas, "month", month, conditions),
+            # Only a stage filter goes with the coarse sums, and the day sums keep the stage.
+            (day_rows, DAYS.rollup.table, "day", day_month, conditions),
+            (day_delta_rows, DAYS.deltas, "day", day_month, conditions),
+        ):
+            if rows:
+                columns = [params.add(list(c)) for c in zip(*rows, strict=True)]
+                parts.append(
+                    _sums_part(source, when, bucket, columns, where, tree=len(rows[0]) == 5)
+                )
         if raw_rows:
             columns = [params.add(list(c)) for c in zip(*raw_rows, strict=True)]
             parts.append(
@@ -320,6 +299,32 @@ async def collect_with_cells(
             continue  # no sums, or only cancelled deltas (insert then delete) behind them
         result[(row[1], row[2])][Stage(row[3])].append(ScaleStats(row[4], row[5], *row[6:13]))
     return version, result, found
+
+
+def _sums_part(
+    source: str, when: str, bucket: str, columns: list[str], where: str, *, tree: bool
+) -> str:
+    """SELECT of the sums of `source` (a rollup when `tree`, else deltas) for the (org, [tree,]
+    first, after, group) rows bound in `columns`, `when` (month or day) in [first, after);
+    `bucket` the month it counts for, `where` more conditions on `s`, the source's alias."""
+    stats = ", ".join(STATS)
+    if tree:
+        rows = (
+            f"unnest({columns[0]}::bigint[], {columns[1]}::bool[], {columns[2]}::date[],"
+            f" {columns[3]}::date[], {columns[4]}::int[]) AS t(org_id, tree, lo, hi, g)"
+        )
+        match = " AND s.tree = t.tree"
+    else:
+        rows = (
+            f"unnest({columns[0]}::bigint[], {columns[1]}::date[], {columns[2]}::date[],"
+            f" {columns[3]}::int[]) AS t(org_id, lo, hi, g)"
+        )
+        match = ""
+    return (
+        f"SELECT t.g, {bucket.format('s')}, s.stage, s.scale_min, s.scale_max, {stats}"
+        f" FROM {rows} JOIN {source} s ON s.org_id = t.org_id{match}"
+        f" AND s.{when} >= t.lo AND s.{when} < t.hi{where}"
+    )
 
 
 @dataclass(frozen=True, slots=True)

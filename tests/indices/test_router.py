@@ -457,3 +457,22 @@ async def test_move_is_followed_at_once(
             f"/v1/orgs/{org}/index", params={"period": "2026", "min_n": 5}, headers=admin
         )
         assert_close(r.json(), expected_index(world, org, *year, prev, min_n=5, period="2026"))
+
+
+async def test_filters_on_a_custom_range(
+    client: httpx.AsyncClient, admin: dict[str, str], world: World
+) -> None:
+    """Partial months from the day sums (stages) and from the raw rows (channel) alike."""
+    start, end = date(2025, 11, 17), date(2026, 2, 9)
+    prev = (date(2025, 8, 25), start)
+    for org, params, select, stages in [
+        ("HQ", {"stages": "purchase,after_service"}, {}, ["purchase", "after_service"]),
+        ("A", {"channel": "web"}, {"channels": ["web"]}, None),
+        ("HQ", {"stages": "delivery", "customer_type": "end_user"},
+         {"customer_types": ["end_user"]}, ["delivery"]),
+    ]:  # fmt: skip
+        query = {"from": start.isoformat(), "to": end.isoformat(), **params, "min_n": 5}
+        r = await client.get(f"/v1/orgs/{org}/index", params=query, headers=admin)
+        assert r.status_code == 200, r.text
+        expected = expected_index(world, org, start, end, prev, min_n=5, stages=stages, **select)
+        assert_close(r.json(), expected)
