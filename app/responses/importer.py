@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.indices import store
-from app.indices.models import IndexDelta
 from app.indices.worker import fold_once
 from app.keys.service import Principal, command_line
 from app.platform.config import Settings
@@ -259,26 +258,37 @@ async def import_responses(
 MAX_BACKLOG = store.FOLD_CHUNK
 
 
-async def _pending(engine: AsyncEngine) -> tuple[int, int] | None:
-    """The first and last id of the pending index deltas (the fold takes them in id order)."""
+# Table names are the store's constants, not input.
+_PENDING = text(
+    " UNION ALL ".join(
+        f"SELECT '{table}' AS deltas, min(id) AS first, max(id) AS last FROM {table}"  # noqa: S608
+        for table in store.DELTA_TABLES
+    )
+)
+
+
+async def _pending(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+    """Per delta table with rows pending, its first and last id (the fold takes them in id
+    order, so last - first + 1 bounds the backlog; two index probes a table)."""
     async with engine.connect() as conn:
-        first, last = (
-            await conn.execute(select(func.min(IndexDelta.id), func.max(IndexDelta.id)))
-        ).one()
-    return None if first is None else (int(first), int(last))
+        rows = (await conn.execute(_PENDING)).all()
+    return {r.deltas: (int(r.first), int(r.last)) for r in rows if r.first is not None}
 
 
 async def catch_up(engine: AsyncEngine, *, bound: int | None) -> None:
-    """Fold (here, or wait while another process folds) until at most `bound` delta rows are
-    pending, so that an import writes no faster than the index takes it and reads stay fast
-    meanwhile; with `bound` None, until every delta pending now is folded (later writers'
-    deltas are the server's to fold: an import under live traffic still ends)."""
+    """Fold (here, or wait while another process folds) until at most `bound` rows are pending
+    in every delta table, so that an import writes no faster than the index takes it and reads
+    stay fast meanwhile; with `bound` None, until every delta pending now is folded (later
+    writers' deltas are the server's to fold: an import under live traffic still ends)."""
     pending = await _pending(engine)
-    until = pending[1] if pending is not None else 0
-    while pending is not None:
-        first, last = pending
-        if (last - first + 1 <= bound) if bound is not None else first > until:
-            return
+    until = {table: last for table, (_, last) in pending.items()}
+
+    def done() -> bool:
+        if bound is not None:
+            return all(last - first + 1 <= bound for first, last in pending.values())
+        return all(first > until.get(table, 0) for table, (first, _) in pending.items())
+
+    while not done():
         if await fold_once(engine) == 0:  # another process holds the fold: it is folding
             await asyncio.sleep(0.05)
         pending = await _pending(engine)
