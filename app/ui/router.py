@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,11 +22,10 @@ from app.platform.config import Settings
 from app.platform.deps import SessionDep, tree_of_today
 from app.platform.errors import AppError, Unauthenticated, ValidationFailed
 from app.platform.ratelimit import Limiter, client_address
+from app.responses.models import CustomerType
 from app.stages import Stage
 from app.ui import charts, sessions
 from app.ui.reads import PAIN_POINTS_SHOWN, Json, Query, Reader
-
-logger = logging.getLogger("cx_survey.ui")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -37,7 +35,6 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'"
 )
-CUSTOMER_TYPES = ("end_user", "business_partner", "internal")
 
 
 _NONE = Markup('<span class="muted">—</span>')
@@ -83,7 +80,12 @@ def api_path(path: str, params: dict[str, str]) -> str:
 
 
 templates.env.globals.update(
-    num=num, interval=interval, change=change, attained=attained, STAGES=list(Stage)
+    num=num,
+    interval=interval,
+    change=change,
+    attained=attained,
+    STAGES=list(Stage),
+    CUSTOMER_TYPES=list(CustomerType),
 )
 
 
