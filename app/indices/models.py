@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Date,
@@ -199,8 +200,9 @@ class ChoiceRollup(Base):
 
 
 class MomentDelta(Base):
-    """Appended by the trigger on responses: a response's terms (i, j) of the sums of products
-    of its rating answers (see indices.store.moment_facts); folded into moment_rollup."""
+    """Appended by the trigger on responses: the terms of the sums of products of the rating
+    answers, packed per answered set (see indices.store.moment_facts); folded into
+    moment_rollup."""
 
     __tablename__ = "moment_deltas"
 
@@ -209,15 +211,14 @@ class MomentDelta(Base):
     survey_version_id: Mapped[int] = mapped_column(BigInteger)
     month: Mapped[date] = mapped_column(Date)
     answered: Mapped[str] = mapped_column(Text)
-    i: Mapped[int] = mapped_column(SmallInteger)
-    j: Mapped[int] = mapped_column(SmallInteger)
-    total: Mapped[int] = mapped_column(BigInteger)
+    totals: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
 
     __table_args__ = (Index("ix_moment_deltas_org_id_month", "org_id", "month"),)
 
 
 class MomentRollup(Base):
-    """Folded sums of products of rating answers per answered set: the key drivers."""
+    """Folded sums of products of rating answers per answered set, its terms packed in order
+    of (i, j) (indices.store.moment_terms): the key drivers."""
 
     __tablename__ = "moment_rollup"
 
@@ -226,9 +227,7 @@ class MomentRollup(Base):
     survey_version_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     answered: Mapped[str] = mapped_column(Text, primary_key=True)
-    i: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    j: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    total: Mapped[int] = mapped_column(BigInteger)
+    totals: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
 
 
 class DayDelta(_Sums, Base):

@@ -334,6 +334,8 @@ class Rollup:
     table: str
     key: tuple[str, ...]
     stats: tuple[str, ...] = STATS
+    # One array of sums (`stats` is its one column), added element by element.
+    packed: bool = False
 
 
 # The fine rollup keeps channel and customer type for filtered queries; the coarse one drops them,
@@ -387,33 +389,35 @@ def choice_facts(relation: str) -> str:
 
 def moment_facts(relation: str) -> str:
     """Per response of `relation`: the rating-kind questions of its version it answered,
-    numbered p in question order, d_p = answer - scale min; the terms (0, 0) = 1,
-    (0, p+1) = d_p and (p+1, q+1) = d_p·d_q (p ≤ q) under its answered set ("0,1,3")."""
+    numbered p in question order, d_p = answer - scale min; under its answered set ("0,1,3"),
+    the terms (0, 0) = 1, (0, p+1) = d_p and (p+1, q+1) = d_p·d_q (p ≤ q) packed in `totals`,
+    ordered by (i, j) (see moment_terms)."""
     return f"""WITH q AS (
         SELECT v.id AS vid, e.value ->> 'key' AS key, (e.value -> 'scale' ->> 'min')::bigint AS lo,
                (row_number() OVER (PARTITION BY v.id ORDER BY e.ord) - 1)::smallint AS p
         FROM survey_versions v
         CROSS JOIN LATERAL jsonb_array_elements(v.questions) WITH ORDINALITY AS e(value, ord)
         WHERE e.value ->> 'type' IN {RATING_KINDS}
-    ), a AS (
-        SELECT x.id AS rid, x.org_id, x.survey_version_id, {_month("x")} AS month, q.p,
-               (x.answers ->> q.key)::bigint - q.lo AS d
+    ), s AS (
+        SELECT x.id AS rid, x.org_id, x.survey_version_id, {_month("x")} AS month,
+               string_agg(q.p::text, ',' ORDER BY q.p) AS answered,
+               array_agg((x.answers ->> q.key)::bigint - q.lo ORDER BY q.p) AS ds
         FROM {relation} AS x JOIN q ON q.vid = x.survey_version_id
         WHERE jsonb_typeof(x.answers -> q.key) = 'number'
-    ), s AS (
-        SELECT rid, org_id, survey_version_id, month,
-               string_agg(p::text, ',' ORDER BY p) AS answered
-        FROM a GROUP BY 1, 2, 3, 4
+        GROUP BY 1, 2, 3, 4
     )
-    SELECT org_id, survey_version_id, month, answered, 0::smallint AS i, 0::smallint AS j,
-           1::bigint AS total FROM s
-    UNION ALL
-    SELECT a.org_id, a.survey_version_id, a.month, s.answered, 0::smallint, (a.p + 1)::smallint,
-           a.d FROM a JOIN s USING (rid)
-    UNION ALL
-    SELECT a.org_id, a.survey_version_id, a.month, s.answered, (a.p + 1)::smallint,
-           (b.p + 1)::smallint, a.d * b.d
-    FROM a JOIN a AS b ON b.rid = a.rid AND b.p >= a.p JOIN s ON s.rid = a.rid"""
+    SELECT org_id, survey_version_id, month, answered,
+           ARRAY[1::bigint] || ds || ARRAY(
+               SELECT ds[u] * ds[w] FROM generate_subscripts(ds, 1) AS u,
+               generate_subscripts(ds, 1) AS w WHERE u <= w ORDER BY u, w
+           ) AS totals
+    FROM s"""
+
+
+def moment_terms(answered: str) -> list[tuple[int, int]]:
+    """The (i, j) of each element of a packed `totals` of the answered set, in order."""
+    numbers = [0, *(int(p) + 1 for p in answered.split(","))]
+    return [(i, j) for a, i in enumerate(numbers) for j in numbers[a:]]
 
 
 def day_facts(relation: str) -> str:
@@ -452,7 +456,7 @@ CHOICES = Family(
 )
 MOMENTS = Family(
     "moment_deltas",
-    Rollup("moment_rollup", ("survey_version_id", "month", "answered", "i", "j"), ("total",)),
+    Rollup("moment_rollup", ("survey_version_id", "month", "answered"), ("totals",), packed=True),
     moment_facts,
 )
 # The coarse index sums by day: the partial months at the edges of a custom range read these
@@ -532,12 +536,9 @@ async def gather(
         )
     if not parts:
         return str(await conn.fetchval("SELECT version FROM tree_state")), []
-    sums = ", ".join(f"sum(u.{c})::bigint AS {c}" for c in stats)
-    grouped = _columns(by if by is not None else key, "u.")
+    union = "(" + " UNION ALL ".join(parts) + ") AS u"
     sql = (
-        f"WITH sums AS (SELECT {grouped}, {sums} FROM ("
-        + " UNION ALL ".join(parts)
-        + f") AS u GROUP BY {grouped})"
+        f"WITH sums AS ({summed(rollup, union, by if by is not None else key)})"
         " SELECT v.version, sums.* FROM tree_state v LEFT JOIN sums ON true"
     )
     rows = await conn.fetch(sql, *params.values)
@@ -558,35 +559,75 @@ def _columns(names: Sequence[str], alias: str = "") -> str:
     return ", ".join(f"{alias}{c}" for c in names)
 
 
+def summed(rollup: Rollup, source: str, by: Sequence[str]) -> str:
+    """SELECT of `source`'s sums of the rollup's stats grouped by `by` (columns of `source`);
+    a packed array is summed element by element."""
+    group = _columns(by)
+    if not rollup.packed:
+        sums = ", ".join(f"sum({c})::bigint AS {c}" for c in rollup.stats)
+        return f"SELECT {group}, {sums} FROM {source} GROUP BY {group}"
+    (array,) = rollup.stats
+    return (
+        f"SELECT {group}, array_agg(v ORDER BY t) AS {array} FROM ("
+        f"SELECT {_columns(by, 'p.')}, e.t, sum(e.v)::bigint AS v FROM (SELECT * FROM {source}) p"
+        f" CROSS JOIN LATERAL unnest(p.{array}) WITH ORDINALITY AS e(v, t)"
+        f" GROUP BY {_columns(by, 'p.')}, e.t) AS packed GROUP BY {group}"
+    )
+
+
+def _combined(rollup: Rollup, left: str, right: str, sign: str) -> str:
+    """SET list: each stat of `left` (alias) plus or minus (`sign`) that of `right`."""
+    if not rollup.packed:
+        return ", ".join(f"{c} = {left}.{c} {sign} {right}.{c}" for c in rollup.stats)
+    (array,) = rollup.stats
+    return (
+        f"{array} = ARRAY(SELECT a {sign} b FROM unnest({left}.{array}, {right}.{array})"
+        " WITH ORDINALITY AS e(a, b, t) ORDER BY t)"
+    )
+
+
 def _upsert(rollup: Rollup, source: str) -> str:
     """INSERT the grouped sums of `source` (org_id, tree, key…, stats…) into `rollup`."""
     key = _columns(rollup.key)
     return (
         f"INSERT INTO {rollup.table} AS r (org_id, tree, {key}, {_columns(rollup.stats)})"
-        f" SELECT org_id, tree, {key}, {', '.join(f'sum({c})' for c in rollup.stats)}"
-        f" FROM {source} GROUP BY org_id, tree, {key}"
+        f" {summed(rollup, source, ('org_id', 'tree', *rollup.key))}"
         f" ON CONFLICT (org_id, tree, {key}) DO UPDATE SET"
-        f" {', '.join(f'{c} = r.{c} + excluded.{c}' for c in rollup.stats)}"
+        f" {_combined(rollup, 'r', 'excluded', '+')}"
     )
+
+
+def _first(rollup: Rollup) -> str:
+    """The first sum of a row: a count (whether the row still holds any response)."""
+    return f"{rollup.stats[0]}[1]" if rollup.packed else rollup.stats[0]
+
+
+# The orgs on the path of `o` (alias of orgs) that keep tree rows: every strict ancestor, and
+# `o` itself only if it has children (a leaf keeps no tree rows: they would repeat its own).
+_KEEPING_TREE_ROWS = (
+    " CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE (a.id <> o.id"
+    " OR o.id IN (SELECT c.parent_id FROM orgs c WHERE c.parent_id IS NOT NULL))"
+)
 
 
 def _fanned(source: str, columns: Sequence[str]) -> str:
     """SELECT of `source` (org_id, columns…) as own rows of its org and tree rows of every org
-    on the org's path (the tree as it is now)."""
+    on the org's path that keeps them (the tree as it is now)."""
     return (
         f"SELECT b.org_id, false AS tree, {_columns(columns, 'b.')} FROM {source} b"
         f" UNION ALL SELECT a.id, true, {_columns(columns, 'b.')} FROM {source} b"
-        f" JOIN orgs o ON o.id = b.org_id CROSS JOIN LATERAL unnest(o.path) AS a(id)"
+        f" JOIN orgs o ON o.id = b.org_id{_KEEPING_TREE_ROWS}"
     )
 
 
 def _tree_rows(rollup: Rollup) -> str:
-    """The rollup's own rows as tree rows of every org on their org's path (a rebuild)."""
+    """The rollup's own rows as tree rows of every org on their org's path that keeps them (a
+    rebuild)."""
     columns = (*rollup.key, *rollup.stats)
     return (
         f"(SELECT a.id AS org_id, true AS tree, {_columns(columns, 'r.')}"
-        f" FROM {rollup.table} r JOIN orgs o ON o.id = r.org_id"
-        f" CROSS JOIN LATERAL unnest(o.path) AS a(id) WHERE NOT r.tree) AS tree"
+        f" FROM {rollup.table} r JOIN orgs o ON o.id = r.org_id{_KEEPING_TREE_ROWS}"
+        f" AND NOT r.tree) AS tree"
     )
 
 
@@ -599,7 +640,7 @@ def _fold_family(family: Family) -> str:
         f" RETURNING org_id, {_columns(columns)}),"
         f" fanned AS ({_fanned('batch', columns)}),"
         f" folded AS ({_upsert(family.rollup, 'fanned')})"
-        f" SELECT count(*), coalesce(bool_or({family.rollup.stats[0]} < 0), false) FROM batch"
+        f" SELECT count(*), coalesce(bool_or({_first(family.rollup)} < 0), false) FROM batch"
     )
 
 
@@ -641,40 +682,88 @@ async def fold(conn: Any) -> int:
         count, removed = await conn.fetchrow(_FOLD_FAMILY[family.deltas])
         if removed and family.prune:
             # Rare (erasures): no row may keep an erased response's segment value.
-            first = family.rollup.stats[0]
+            first = _first(family.rollup)
             await conn.execute(f"DELETE FROM {family.rollup.table} WHERE {first} = 0")
         folded.append(int(count))
     # A full chunk of any family means more is pending: the caller folds again at once.
     return max(folded)
 
 
+async def _has_children(conn: Any, org_id: int, *, besides: int | None = None) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM orgs WHERE parent_id = $1 AND id IS DISTINCT FROM $2)",
+            org_id,
+            besides,
+        )
+    )
+
+
+async def _grow_tree_rows(conn: Any, org_id: int) -> None:
+    """Give `org_id`, a leaf about to get its first child, tree rows: its own rows (a leaf's
+    subtree is itself). Under the fold lock."""
+    for rollup in ROLLUPS:
+        columns = _columns((*rollup.key, *rollup.stats))
+        await conn.execute(f"DELETE FROM {rollup.table} WHERE org_id = $1 AND tree", org_id)
+        await conn.execute(
+            f"INSERT INTO {rollup.table} (org_id, tree, {columns})"
+            f" SELECT org_id, true, {columns} FROM {rollup.table} WHERE org_id = $1 AND NOT tree",
+            org_id,
+        )
+
+
+async def before_first_child(conn: Any, *, parent_id: int) -> None:
+    """Before an org is created under `parent_id` (in the creating transaction): if the parent
+    is a leaf, give it tree rows. Then it takes the fold lock, so that the fold does not fan out
+    under a leafness it is changing, and looks again after it: of two creations under one leaf,
+    the second sees the first's child. (A parent with children keeps them: a move, which could
+    take them, waits for the creation's shared tree lock.)"""
+    if await _has_children(conn, parent_id):
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK_ID)
+    if not await _has_children(conn, parent_id):
+        await _grow_tree_rows(conn, parent_id)
+
+
 async def move_subtree(
     conn: Any, *, org_id: int, old_ancestors: list[int], new_ancestors: list[int]
 ) -> None:
-    """Carry the folded tree sums of `org_id` from its old ancestors to its new ones.
+    """Carry the folded sums of `org_id`'s subtree (its tree rows, or its own rows if it is a
+    leaf) from its old ancestors to its new ones; an old parent left without children loses
+    its tree rows, a new parent that had none gets them first.
 
     Runs in the move's transaction, which holds the fold lock, before the paths change.
     """
     await conn.execute("SELECT pg_advisory_xact_lock($1)", FOLD_LOCK_ID)
+    whole = await _has_children(conn, org_id)  # which rows of org_id hold its subtree
     for rollup in ROLLUPS:
         key_match = " AND ".join(f"r.{c} = m.{c}" for c in rollup.key)
         if old_ancestors:
             await conn.execute(
-                f"UPDATE {rollup.table} r"
-                f" SET {', '.join(f'{c} = r.{c} - m.{c}' for c in rollup.stats)}"
-                f" FROM {rollup.table} m WHERE m.org_id = $1 AND m.tree AND r.tree"
+                f"UPDATE {rollup.table} r SET {_combined(rollup, 'r', 'm', '-')}"
+                f" FROM {rollup.table} m WHERE m.org_id = $1 AND m.tree = $3 AND r.tree"
                 f" AND r.org_id = ANY($2::bigint[]) AND {key_match}",
                 org_id,
                 old_ancestors,
+                whole,
             )
-        if new_ancestors:
-            moved = (
-                f"(SELECT a.id AS org_id, true AS tree,"
-                f" {_columns(rollup.key + rollup.stats, 'm.')}"
-                f" FROM {rollup.table} m CROSS JOIN unnest($2::bigint[]) AS a(id)"
-                f" WHERE m.org_id = $1 AND m.tree) AS moved"
+    if old_ancestors and not await _has_children(conn, old_ancestors[-1], besides=org_id):
+        for rollup in ROLLUPS:
+            await conn.execute(
+                f"DELETE FROM {rollup.table} WHERE org_id = $1 AND tree", old_ancestors[-1]
             )
-            await conn.execute(_upsert(rollup, moved), org_id, new_ancestors)
+    if not new_ancestors:
+        return
+    if not await _has_children(conn, new_ancestors[-1]):
+        await _grow_tree_rows(conn, new_ancestors[-1])
+    for rollup in ROLLUPS:
+        moved = (
+            f"(SELECT a.id AS org_id, true AS tree,"
+            f" {_columns(rollup.key + rollup.stats, 'm.')}"
+            f" FROM {rollup.table} m CROSS JOIN unnest($2::bigint[]) AS a(id)"
+            f" WHERE m.org_id = $1 AND m.tree = $3) AS moved"
+        )
+        await conn.execute(_upsert(rollup, moved), org_id, new_ancestors, whole)
 
 
 STATISTICS_TABLES = (

@@ -128,8 +128,8 @@ def _moments(
     cross = [[Fraction(0)] * k for _ in range(k)]
     terms: dict[tuple[int, str], dict[tuple[int, int], int]] = {}
     for row in rows:
-        cell = terms.setdefault((row["survey_version_id"], row["answered"]), {})
-        cell[(row["i"], row["j"])] = row["total"]
+        packed = zip(store.moment_terms(row["answered"]), row["totals"], strict=True)
+        terms[(row["survey_version_id"], row["answered"])] = dict(packed)
     by_id = {v.id: v for v in versions}
     for (vid, answered), cell in terms.items():
         ratings = _ratings(by_id[vid])
@@ -173,7 +173,7 @@ async def drivers(
         family=store.MOMENTS,
         where=_in_versions(kept),
         raw_only=_raw_only(scope),
-        by=("survey_version_id", "answered", "i", "j"),
+        by=("survey_version_id", "answered"),
     )
     result = math.drivers_from_moments(
         _moments(rows, versions, [*keys, primary]), min_n=scope.min_n

@@ -164,6 +164,8 @@ async def create_org(session: AsyncSession, *, data: OrgCreate, principal: Princ
         raise Forbidden(f"A key bound to org {principal.org_code!r} can only create orgs below it.")
     if await session.scalar(select(Org.id).where(Org.code == data.code)) is not None:
         raise DuplicateOrg(f"An org with code {data.code!r} exists already.")
+    if parent_id is not None:
+        await tree.prepare_parent(session, parent_id=parent_id)
     new_id = await session.scalar(
         select(func.nextval(text("pg_get_serial_sequence('orgs', 'id')")))
     )

@@ -177,13 +177,16 @@ def cover(scope: frozenset[int], tree: Materialized) -> Cover:
     """The fewest materialized subtrees (plus single orgs) whose union is exactly `scope`.
 
     An org of `scope` is whole when its entire materialized subtree lies in `scope`; a whole org
-    whose materialized parent is not whole is a root; every org of `scope` that is not whole is
-    read on its own.
+    with children whose materialized parent is not whole is a root; every other org of `scope`
+    that no root holds is read on its own (a leaf keeps no tree rows: its own rows are all of it).
     """
     whole: set[int] = set()
     for org in sorted(scope, key=lambda o: -len(tree.paths[o])):  # children before parents
         if all(child in whole for child in tree.children.get(org, ())):
             whole.add(org)
-    roots = sorted(org for org in whole if tree.parent(org) not in whole)
-    singles = sorted(org for org in scope if org not in whole)
+    tops = [org for org in whole if tree.parent(org) not in whole]
+    roots = sorted(org for org in tops if org in tree.children)
+    singles = sorted(
+        org for org in scope if org not in whole or (org in tops and org not in tree.children)
+    )
     return Cover(tuple(roots), tuple(singles))

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.indices.store import move_subtree
+from app.indices.store import before_first_child, move_subtree
 from app.orgs.models import Org, OrgPlacement, TreeState
 from app.orgs.timeline import Cover, Materialized, Timeline, cover
 from app.platform import clock
@@ -106,6 +106,11 @@ async def _read(session: AsyncSession, token: str, tree_date: date | None) -> Tr
 async def changed(session: AsyncSession) -> None:
     """Give the tree a new version token (in the changing transaction)."""
     await session.execute(update(TreeState).values(version=_NEW_VERSION))
+
+
+async def prepare_parent(session: AsyncSession, *, parent_id: int) -> None:
+    """Before a child is created under `parent_id`: a leaf parent gets its tree sums."""
+    await before_first_child(await driver_connection(session), parent_id=parent_id)
 
 
 async def record_creation(session: AsyncSession, *, org_id: int, parent_id: int | None) -> None:

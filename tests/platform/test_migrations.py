@@ -188,3 +188,97 @@ async def test_migrate_command_twice_changes_nothing_the_second_time(
         assert "Traceback" not in second.stderr
         assert await _version(url) == HEAD
         assert sorted(await _fetch(url, snapshot)) == sorted(before)
+
+
+BEFORE_LEAVES = "9a1f3c5e7b20"  # tree rows for every org, a row per moment term
+
+
+async def test_leaf_and_packed_moment_migrations_keep_every_sum(server_url: str) -> None:
+    """Folded and pending sums written before 4d2b8e6f1a93 and 8c5a2f7d3e61 come out of them
+    as the new layout holds them (no leaf tree rows, one packed row per answered set), and a
+    downgrade gives the old rows back."""
+    async with scratch_database(server_url) as url:
+        await upgrade(url, BEFORE_LEAVES)
+        conn = await asyncpg.connect(_plain(url))
+        questions = (
+            '[{"key": "overall", "type": "csat", "scale": {"min": 1, "max": 5}},'
+            ' {"key": "speed", "type": "rating", "scale": {"min": 0, "max": 10}}]'
+        )
+        try:
+            await conn.execute(f"""
+                INSERT INTO orgs (id, code, name, path) VALUES (1, 'HQ', 'HQ', '{{1}}');
+                INSERT INTO orgs (id, code, name, path, parent_id)
+                    VALUES (2, 'T', 'T', '{{1,2}}', 1);
+                INSERT INTO surveys (id, code, stage, latest_version)
+                    VALUES (1, 's', 'delivery', 1);
+                INSERT INTO survey_versions
+                    (id, survey_id, version, title, primary_key, primary_type, scale_min,
+                     scale_max, questions)
+                    VALUES (1, 1, 1, 't', 'overall', 'csat', 1, 5, '{questions}');
+            """)
+
+            async def respond(external_id: str, overall: int, speed: int) -> None:
+                await conn.execute(
+                    "INSERT INTO responses (org_id, survey_version_id, stage, occurred_at,"
+                    " occurred_on, source, external_id, customer_type, answers, score,"
+                    " scale_min, scale_max, primary_type, fingerprint)"
+                    " VALUES (2, 1, 'delivery', '2026-11-10T08:00:00Z', '2026-11-10', 'src',"
+                    " $1, 'end_user', $2::jsonb, $3, 1, 5, 'csat', '\\x00')",
+                    external_id,
+                    f'{{"overall": {overall}, "speed": {speed}}}',
+                    overall,
+                )
+
+            await respond("e1", 4, 7)
+            # Folded as the old code folded: own rows, and tree rows of the whole path.
+            await conn.execute("""
+                INSERT INTO moment_rollup
+                    SELECT a.id, a.id = 1 OR t.tree, d.survey_version_id, d.month, d.answered,
+                           d.i, d.j, d.total
+                    FROM moment_deltas d CROSS JOIN (VALUES (false), (true)) AS t(tree)
+                    CROSS JOIN LATERAL (SELECT 2 AS id UNION ALL SELECT 1 WHERE t.tree) a;
+                INSERT INTO index_rollup_stage
+                    SELECT a.id, t.tree, d.stage, d.month, d.scale_min, d.scale_max, d.n,
+                           d.sum_d, d.sum_d2, d.top2, d.nps_n, d.promoters, d.detractors
+                    FROM index_deltas d CROSS JOIN (VALUES (false), (true)) AS t(tree)
+                    CROSS JOIN LATERAL (SELECT 2 AS id UNION ALL SELECT 1 WHERE t.tree) a;
+                DELETE FROM moment_deltas; DELETE FROM index_deltas;
+            """)
+            await respond("e2", 2, 10)  # pending
+            old_rollup = sorted(await conn.fetch("SELECT * FROM moment_rollup"))
+        finally:
+            await conn.close()
+
+        await upgrade(url)
+
+        # d = (3, 7) folded, (1, 10) pending; terms (0,0) (0,1) (0,2) (1,1) (1,2) (2,2).
+        assert sorted(
+            await _fetch(url, "SELECT org_id, tree, answered, totals FROM moment_rollup")
+        ) == [(1, True, "0,1", [1, 3, 7, 9, 21, 49]), (2, False, "0,1", [1, 3, 7, 9, 21, 49])]
+        assert await _fetch(url, "SELECT org_id, answered, totals FROM moment_deltas") == [
+            (2, "0,1", [1, 1, 10, 1, 10, 100])
+        ]
+        assert sorted(await _fetch(url, "SELECT org_id, tree, n FROM index_rollup_stage")) == [
+            (1, True, 1),
+            (2, False, 1),
+        ]
+        # The trigger appends packed rows now.
+        conn = await asyncpg.connect(_plain(url))
+        try:
+            await conn.execute("DELETE FROM responses WHERE external_id = 'e2'")
+            rows = await conn.fetch("SELECT totals FROM moment_deltas ORDER BY id")
+        finally:
+            await conn.close()
+        assert [list(r[0]) for r in rows] == [[1, 1, 10, 1, 10, 100], [-1, -1, -10, -1, -10, -100]]
+
+        await downgrade(url, BEFORE_LEAVES)
+        assert sorted(
+            await _fetch(url, "SELECT org_id, tree, answered, i, j, total FROM moment_rollup")
+        ) == sorted(
+            (r["org_id"], r["tree"], r["answered"], r["i"], r["j"], r["total"]) for r in old_rollup
+        )
+        assert sorted(await _fetch(url, "SELECT org_id, tree, n FROM index_rollup_stage")) == [
+            (1, True, 1),
+            (2, False, 1),
+            (2, True, 1),
+        ]
