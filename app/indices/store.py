@@ -398,20 +398,22 @@ def moment_facts(relation: str) -> str:
         FROM survey_versions v
         CROSS JOIN LATERAL jsonb_array_elements(v.questions) WITH ORDINALITY AS e(value, ord)
         WHERE e.value ->> 'type' IN {RATING_KINDS}
-    ), s AS (
-        SELECT x.id AS rid, x.org_id, x.survey_version_id, {_month("x")} AS month,
-               string_agg(q.p::text, ',' ORDER BY q.p) AS answered,
-               array_agg((x.answers ->> q.key)::bigint - q.lo ORDER BY q.p) AS ds
+    ), a AS (
+        SELECT x.id AS rid, x.org_id, x.survey_version_id, {_month("x")} AS month, q.p,
+               (x.answers ->> q.key)::bigint - q.lo AS d
         FROM {relation} AS x JOIN q ON q.vid = x.survey_version_id
         WHERE jsonb_typeof(x.answers -> q.key) = 'number'
-        GROUP BY 1, 2, 3, 4
+    ), s AS (
+        SELECT rid, org_id, survey_version_id, month,
+               string_agg(p::text, ',' ORDER BY p) AS answered, array_agg(d ORDER BY p) AS ds
+        FROM a GROUP BY 1, 2, 3, 4
+    ), c AS (
+        SELECT a.rid, array_agg(a.d * b.d ORDER BY a.p, b.p) AS products
+        FROM a JOIN a AS b ON b.rid = a.rid AND b.p >= a.p GROUP BY a.rid
     )
-    SELECT org_id, survey_version_id, month, answered,
-           ARRAY[1::bigint] || ds || ARRAY(
-               SELECT ds[u] * ds[w] FROM generate_subscripts(ds, 1) AS u,
-               generate_subscripts(ds, 1) AS w WHERE u <= w ORDER BY u, w
-           ) AS totals
-    FROM s"""
+    SELECT s.org_id, s.survey_version_id, s.month, s.answered,
+           ARRAY[1::bigint] || s.ds || c.products AS totals
+    FROM s JOIN c USING (rid)"""
 
 
 def moment_terms(answered: str) -> list[tuple[int, int]]:

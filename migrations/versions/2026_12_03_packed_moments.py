@@ -46,33 +46,39 @@ def packed_moment_facts(relation: str) -> str:
         FROM survey_versions v
         CROSS JOIN LATERAL jsonb_array_elements(v.questions) WITH ORDINALITY AS e(value, ord)
         WHERE e.value ->> 'type' IN ('csat', 'nps', 'ces', 'rating')
-    ), s AS (
-        SELECT x.id AS rid, x.org_id, x.survey_version_id, {MONTH} AS month,
-               string_agg(q.p::text, ',' ORDER BY q.p) AS answered,
-               array_agg((x.answers ->> q.key)::bigint - q.lo ORDER BY q.p) AS ds
+    ), a AS (
+        SELECT x.id AS rid, x.org_id, x.survey_version_id, {MONTH} AS month, q.p,
+               (x.answers ->> q.key)::bigint - q.lo AS d
         FROM {relation} AS x JOIN q ON q.vid = x.survey_version_id
         WHERE jsonb_typeof(x.answers -> q.key) = 'number'
-        GROUP BY 1, 2, 3, 4
+    ), s AS (
+        SELECT rid, org_id, survey_version_id, month,
+               string_agg(p::text, ',' ORDER BY p) AS answered, array_agg(d ORDER BY p) AS ds
+        FROM a GROUP BY 1, 2, 3, 4
+    ), c AS (
+        SELECT a.rid, array_agg(a.d * b.d ORDER BY a.p, b.p) AS products
+        FROM a JOIN a AS b ON b.rid = a.rid AND b.p >= a.p GROUP BY a.rid
     )
-    SELECT org_id, survey_version_id, month, answered,
-           ARRAY[1::bigint] || ds || ARRAY(
-               SELECT ds[u] * ds[w] FROM generate_subscripts(ds, 1) AS u,
-               generate_subscripts(ds, 1) AS w WHERE u <= w ORDER BY u, w
-           ) AS totals
-    FROM s"""
+    SELECT s.org_id, s.survey_version_id, s.month, s.answered,
+           ARRAY[1::bigint] || s.ds || c.products AS totals
+    FROM s JOIN c USING (rid)"""
 
 
 KEY = "org_id, survey_version_id, month, answered"
 
 
 def _moment_insert(table: str, sign: str) -> str:
+    """One packed row per changed response (few share a key within a statement: the fold sums
+    them), negated for removed rows."""
+    totals = (
+        "f.totals"
+        if not sign
+        else "ARRAY(SELECT -e.v FROM unnest(f.totals) WITH ORDINALITY AS e(v, t) ORDER BY e.t)"
+    )
     return (
         f"INSERT INTO moment_deltas ({KEY}, totals)"
-        f" SELECT {KEY}, array_agg(v ORDER BY t) FROM ("
-        f"SELECT f.org_id, f.survey_version_id, f.month, f.answered, e.t, {sign}sum(e.v) AS v"
-        f" FROM ({packed_moment_facts(table)}) f"
-        " CROSS JOIN LATERAL unnest(f.totals) WITH ORDINALITY AS e(v, t)"
-        f" GROUP BY 1, 2, 3, 4, 5) g GROUP BY {KEY};"
+        f" SELECT f.org_id, f.survey_version_id, f.month, f.answered, {totals}"
+        f" FROM ({packed_moment_facts(table)}) f;"
     )
 
 
@@ -102,7 +108,7 @@ BEGIN
         {part("new_rows", "")}
     END IF;
     RETURN NULL;
-END $$
+END $$ SET jit = off
 """
 
 
