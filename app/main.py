@@ -36,6 +36,7 @@ from app.platform.middleware import BodyLimit, JsonOnly
 from app.platform.openapi import complete, operation_id
 from app.platform.ratelimit import build_limiter
 from app.responses.coalescer import Coalescer
+from app.responses.direct import DirectPost
 from app.responses.erasure import router as erasure_router
 from app.responses.router import router as responses_router
 from app.stages.router import router as stages_router
@@ -132,7 +133,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.state.limiter = build_limiter(settings)
     app.state.public_limiter = build_limiter(settings, public=True)
     metrics.POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
-    app.add_middleware(Idempotency)  # innermost: sees bodies already checked for size and type
+    app.add_middleware(DirectPost)  # innermost: the single POSTs its route would accept
+    app.add_middleware(Idempotency)  # sees bodies already checked for size and type
     app.add_middleware(JsonOnly)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestContext)  # outermost of ours: every line of a request has its id

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
 
 from app.keys.cache import verify
 from app.keys.scopes import Scope
@@ -40,14 +41,19 @@ async def current_principal(
         if header:
             raise Unauthenticated("The Authorization header must be 'Bearer <key>'.")
         raise Unauthenticated("An API key is required: 'Authorization: Bearer <key>'.")
-    await tree_of_today(request)
     state = request.app.state
+    await sync_tree(state)
     principal = await verify(state.keys, state.sessionmaker, credentials.credentials.strip())
     request.state.principal = principal
-    if not getattr(request.state, "rate_checked", False):  # the idempotency layer may have
-        limiter: Limiter = request.app.state.limiter
-        await limiter.check(principal.key_id, principal.limit)
+    await check_rate(state, request.scope.setdefault("state", {}), principal)
     return principal
+
+
+async def check_rate(state: State, request_state: dict[str, Any], principal: Principal) -> None:
+    """429 when the caller's key is over its rate, unless the idempotency layer checked it."""
+    if not request_state.get("rate_checked", False):
+        limiter: Limiter = state.limiter
+        await limiter.check(principal.key_id, principal.limit)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
@@ -56,12 +62,15 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 async def tree_of_today(request: Request) -> None:
     """Once per process and day: make the materialized tree today's (a move dated today takes
     effect without any call), before anything reads a path."""
-    settings: Settings = request.app.state.settings
+    await sync_tree(request.app.state)
+
+
+async def sync_tree(state: State) -> None:
+    """tree_of_today for the app's state."""
+    settings: Settings = state.settings
     today = clock.today(settings.zone)
-    if getattr(request.app.state, "tree_synced_for", None) != today:
-        request.app.state.tree_synced_for = await tree.synchronize(
-            request.app.state.sessionmaker, zone=settings.zone
-        )
+    if getattr(state, "tree_synced_for", None) != today:
+        state.tree_synced_for = await tree.synchronize(state.sessionmaker, zone=settings.zone)
 
 
 def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
+from app.keys.service import Principal
 from app.platform.deps import Pagination, ResponsesReader, ResponsesWriter, SessionDep, SettingsDep
 from app.platform.errors import Conflict, Gone, ValidationFailed
 from app.platform.metrics import INGESTED
@@ -31,9 +32,19 @@ async def post_response(
     body: ResponseIn, principal: ResponsesWriter, request: Request, response: Response
 ) -> ResponseOut:
     """Store one response (201); the same (source, external_id) and content again → 200."""
+    stored, created = await post_single(request.app.state.coalescer, body, principal)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/responses/{stored.id}"
+    return stored
+
+
+async def post_single(
+    coalescer: Coalescer, body: ResponseIn, principal: Principal
+) -> tuple[ResponseOut, bool]:
+    """One post, with the others of this moment in one transaction (app/responses/coalescer.py),
+    counted by its outcome: (response, created)."""
     try:
-        # With the other posts of this moment, in one transaction (app/responses/coalescer.py).
-        coalescer: Coalescer = request.app.state.coalescer
         stored, created = await coalescer.post(body, principal)
     except (Conflict, Gone, ValidationFailed) as refused:
         outcome = (
@@ -46,10 +57,7 @@ async def post_response(
         INGESTED.labels("single", outcome).inc()
         raise
     INGESTED.labels("single", "created" if created else "duplicate").inc()
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/responses/{stored.id}"
-    return stored
+    return stored, created
 
 
 @router.post("/batch")
