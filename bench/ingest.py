@@ -244,7 +244,9 @@ def run_import(url: str, rows: int, work: Path) -> tuple[float, float, str]:
         text=True,
         check=True,
     )
-    summary = next(line for line in out.stderr.splitlines() if " records in " in line)
+    summary = next((line for line in out.stderr.splitlines() if " records in " in line), None)
+    if summary is None:
+        raise SystemExit(f"the import failed:\n{out.stderr[-3000:]}")
     match = re.search(r"records in ([\d.,]+) s", summary)
     if match is None or "invalid 0" not in summary:
         raise SystemExit(f"import did not store every row: {summary}")

@@ -679,6 +679,10 @@ async def fold(conn: Any) -> int:
     """
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", FOLD_LOCK_ID):
         return 0
+    # Planned afresh each round: a statement without parameters keeps the plan it got first,
+    # and one planned on empty tables (a server started before a bulk load, with autovacuum
+    # off) nests loops over the deltas that never end.
+    await conn.execute("DISCARD PLANS")
     folded = [int(await conn.fetchval(_FOLD))]
     for family in FAMILIES:
         count, removed = await conn.fetchrow(_FOLD_FAMILY[family.deltas])

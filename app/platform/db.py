@@ -87,8 +87,15 @@ async def driver_connection(session: AsyncSession) -> Any:
     driver = raw.driver_connection
     assert driver is not None
     if not driver.is_in_transaction():
-        # SQLAlchemy begins lazily; make it begin so that raw statements join the transaction.
-        await conn.execute(text("SELECT 1"))
+        # SQLAlchemy's adapter begins lazily, at its first statement: begin it now, as that
+        # statement would, so that raw statements join the transaction (a `SELECT 1` would
+        # cost a round trip more).
+        adapter = raw.dbapi_connection
+        begin = getattr(adapter, "_start_transaction", None)
+        if begin is not None and getattr(adapter, "_transaction", False) is None:
+            await begin()
+        if not driver.is_in_transaction():  # the adapter changed, or is in autocommit
+            await conn.execute(text("SELECT 1"))
     return driver
 
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.responses.ingest import REPLAN_ROWS
 from tests.conftest import KeyFactory, bearer
 from tests.factories import response_body
 from tests.responses.conftest import assert_invalid_at, assert_problem, list_all
@@ -293,3 +295,27 @@ async def test_unbound_key_needs_a_source(client: httpx.AsyncClient, setup: dict
     del without["source"]
     body = await batch(client, setup, [without])
     only(body["results"][0], ["body", "items", 0, "source"])
+
+
+@pytest.mark.parametrize("size", [REPLAN_ROWS - 1, REPLAN_ROWS])
+async def test_a_bulk_insert_is_planned_afresh(
+    client: httpx.AsyncClient, setup: dict[str, str], connection: AsyncConnection, size: int
+) -> None:
+    """The triggers keep the plans they first got in a session; a batch of at least
+    REPLAN_ROWS discards them first, so that plans made for the few rows of single posts do not
+    nest loops over a thousand (measured: 1,278 responses/s against 5,875)."""
+    raw = (await connection.get_raw_connection()).driver_connection
+    seen: list[str] = []
+
+    def log(record: Any) -> None:
+        seen.append(record.query)
+
+    raw.add_query_logger(log)
+    try:
+        result = await batch(client, setup, [item(f"bulk-{n}") for n in range(size)])
+    finally:
+        raw.remove_query_logger(log)
+    assert result["counts"]["created"] == size
+    inserts = [i for i, q in enumerate(seen) if q.lstrip().startswith("INSERT INTO responses (")]
+    assert len(inserts) == 1
+    assert ("DISCARD PLANS" in seen[: inserts[0]]) == (size >= REPLAN_ROWS)
