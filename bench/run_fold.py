@@ -39,15 +39,17 @@ async def fold_each(url: str, responses: int) -> list[tuple[str, int, float]]:
     out = []
     try:
         await conn.execute("ANALYZE")
-        statements = [("index_deltas", store._FOLD)] + [
-            (family.deltas, store._FOLD_FAMILY[family.deltas]) for family in store.FAMILIES
-        ]
-        for table, sql in statements:
+        families: list[tuple[str, store.Family | None]] = [("index_deltas", None)]
+        families += [(family.deltas, family) for family in store.FAMILIES]
+        for table, family in families:
             rows = int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
             started = time.perf_counter()
             while True:
                 async with conn.transaction():
-                    folded = (await conn.fetchrow(sql))[0]
+                    sql = (
+                        store._FOLD if family is None else await store.fold_statement(conn, family)
+                    )
+                    folded = 0 if sql is None else (await conn.fetchrow(sql))[0]
                 if folded < store.FOLD_CHUNK:
                     break
             seconds = time.perf_counter() - started

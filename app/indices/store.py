@@ -561,14 +561,33 @@ def _columns(names: Sequence[str], alias: str = "") -> str:
     return ", ".join(f"{alias}{c}" for c in names)
 
 
-def summed(rollup: Rollup, source: str, by: Sequence[str]) -> str:
+# Packed arrays of at most this many terms are summed position by position (`terms`); longer
+# ones element by element, unnested.
+POSITIONAL_TERMS = 66  # 10 numeric questions: 1 + 10 + 55 terms
+
+
+def _positional(terms: int | None) -> bool:
+    return terms is not None and terms <= POSITIONAL_TERMS
+
+
+def summed(rollup: Rollup, source: str, by: Sequence[str], *, terms: int | None = None) -> str:
     """SELECT of `source`'s sums of the rollup's stats grouped by `by` (columns of `source`);
-    a packed array is summed element by element."""
+    a packed array is summed element by element: position by position when no array of
+    `source` has more than `terms` elements (every array of a group has the same length: the
+    answered set decides it), else unnested."""
     group = _columns(by)
     if not rollup.packed:
         sums = ", ".join(f"sum({c})::bigint AS {c}" for c in rollup.stats)
         return f"SELECT {group}, {sums} FROM {source} GROUP BY {group}"
     (array,) = rollup.stats
+    if _positional(terms):
+        assert terms is not None
+        # Positions past a group's length are NULL in every row, so their sums are too: cut.
+        positions = ", ".join(f"sum({array}[{t}])::bigint" for t in range(1, terms + 1))
+        return (
+            f"SELECT {group}, (ARRAY[{positions}])[1:max(cardinality({array}))] AS {array}"
+            f" FROM {source} GROUP BY {group}"
+        )
     return (
         f"SELECT {group}, array_agg(v ORDER BY t) AS {array} FROM ("
         f"SELECT {_columns(by, 'p.')}, e.t, sum(e.v)::bigint AS v FROM (SELECT * FROM {source}) p"
@@ -588,12 +607,12 @@ def _combined(rollup: Rollup, left: str, right: str, sign: str) -> str:
     )
 
 
-def _upsert(rollup: Rollup, source: str) -> str:
+def _upsert(rollup: Rollup, source: str, *, terms: int | None = None) -> str:
     """INSERT the grouped sums of `source` (org_id, tree, key…, stats…) into `rollup`."""
     key = _columns(rollup.key)
     return (
         f"INSERT INTO {rollup.table} AS r (org_id, tree, {key}, {_columns(rollup.stats)})"
-        f" {summed(rollup, source, ('org_id', 'tree', *rollup.key))}"
+        f" {summed(rollup, source, ('org_id', 'tree', *rollup.key), terms=terms)}"
         f" ON CONFLICT (org_id, tree, {key}) DO UPDATE SET"
         f" {_combined(rollup, 'r', 'excluded', '+')}"
     )
@@ -633,15 +652,24 @@ def _tree_rows(rollup: Rollup) -> str:
     )
 
 
-def _fold_family(family: Family) -> str:
-    """One statement: take a chunk of the family's deltas, fan it out, add it to the rollup."""
+def _chunk(deltas: str, columns: str = "id") -> str:
+    """The deltas the next fold takes (the oldest FOLD_CHUNK), as a subquery of `columns`."""
+    return f"(SELECT {columns} FROM {deltas} ORDER BY id LIMIT {FOLD_CHUNK}) AS chunk"
+
+
+def _fold_family(family: Family, *, terms: int | None = None) -> str:
+    """One statement: take a chunk of the family's deltas, fan it out, add it to the rollup
+    (`terms`: the longest packed array in the chunk, when known)."""
     columns = (*family.rollup.key, *family.rollup.stats)
+    # Summed by position: a delta committed since `terms` was read may be longer; it waits
+    # for the next round rather than lose its last terms.
+    bound = f" AND cardinality({family.rollup.stats[0]}) <= {terms}" if _positional(terms) else ""
     return (
         f"WITH batch AS (DELETE FROM {family.deltas} WHERE id IN"
-        f" (SELECT id FROM {family.deltas} ORDER BY id LIMIT {FOLD_CHUNK})"
+        f" (SELECT id FROM {_chunk(family.deltas)}){bound}"
         f" RETURNING org_id, {_columns(columns)}),"
         f" fanned AS ({_fanned('batch', columns)}),"
-        f" folded AS ({_upsert(family.rollup, 'fanned')})"
+        f" folded AS ({_upsert(family.rollup, 'fanned', terms=terms)})"
         f" SELECT count(*), coalesce(bool_or({_first(family.rollup)} < 0), false) FROM batch"
     )
 
@@ -671,6 +699,18 @@ SELECT count(*) FROM batch
 _FOLD_FAMILY = {family.deltas: _fold_family(family) for family in FAMILIES}
 
 
+async def fold_statement(conn: Any, family: Family) -> str | None:
+    """The statement that folds the family's next chunk (None: a packed family with nothing
+    pending). Packed arrays are summed position by position when the chunk's are short."""
+    if not family.rollup.packed:
+        return _FOLD_FAMILY[family.deltas]
+    (array,) = family.rollup.stats
+    terms = await conn.fetchval(
+        f"SELECT max(cardinality({array})) FROM {_chunk(family.deltas, array)}"
+    )
+    return None if terms is None else _fold_family(family, terms=terms)
+
+
 async def fold(conn: Any) -> int:
     """Fold up to FOLD_CHUNK pending deltas of each family into the rollups; the most rows
     folded of one family (FOLD_CHUNK: more is pending).
@@ -685,7 +725,11 @@ async def fold(conn: Any) -> int:
     await conn.execute("DISCARD PLANS")
     folded = [int(await conn.fetchval(_FOLD))]
     for family in FAMILIES:
-        count, removed = await conn.fetchrow(_FOLD_FAMILY[family.deltas])
+        statement = await fold_statement(conn, family)
+        if statement is None:
+            folded.append(0)
+            continue
+        count, removed = await conn.fetchrow(statement)
         if removed and family.prune:
             # Rare (erasures): no row may keep an erased response's segment value.
             first = _first(family.rollup)

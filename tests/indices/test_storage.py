@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.indices import store
 from app.indices.models import ROLLUP_FILLFACTOR
 from app.platform.db import Base
+from tests.factories import response_body, standard_setup, survey_body
 
 
 async def test_every_rollup_leaves_room_for_hot_updates(connection: AsyncConnection) -> None:
@@ -52,3 +54,44 @@ async def test_a_rollup_row_updated_by_folds_stays_on_its_page(
     assert dict(after) == dict(before)
     assert len(before) == 2000
     assert len({row["block"] for row in before}) > 10
+
+
+async def test_a_longer_moment_delta_than_the_chunk_was_read_with_waits_for_the_next_round(
+    client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
+) -> None:
+    """The fold reads the longest packed array of the chunk, then sums by position up to it.
+    A delta that commits in between with a longer array (another survey) must not lose its
+    last terms: the statement leaves it pending, and the next round folds it whole."""
+    await standard_setup(client, admin)
+    two = survey_body(
+        code="delivery-two",
+        primary="overall",
+        questions=[
+            {"key": "overall", "type": "csat", "prompt": "Overall?"},
+            {"key": "speed", "type": "csat", "prompt": "Speed?"},
+        ],
+    )
+    assert (await client.post("/v1/surveys", json=two, headers=admin)).status_code == 201
+    items = [response_body(external_id=f"one-{n}") for n in range(3)] + [
+        response_body(
+            survey="delivery-two", external_id=f"two-{n}", answers={"overall": 5, "speed": 2}
+        )
+        for n in range(2)
+    ]
+    r = await client.post("/v1/responses/batch", json={"items": items}, headers=admin)
+    assert r.json()["counts"]["created"] == 5
+    raw = (await connection.get_raw_connection()).driver_connection
+    lengths = sorted(r[0] for r in await raw.fetch("SELECT cardinality(totals) FROM moment_deltas"))
+    assert lengths == [3, 3, 3, 6, 6]  # 1 + 1 + 1 terms, and 1 + 2 + 3
+    # as if the chunk had been read before the longer ones committed
+    (count, _) = await raw.fetchrow(store._fold_family(store.MOMENTS, terms=3))
+    assert count == 3
+    left = [r[0] for r in await raw.fetch("SELECT cardinality(totals) FROM moment_deltas")]
+    assert left == [6, 6]
+    await store.fold(raw)
+    assert await raw.fetchval("SELECT count(*) FROM moment_deltas") == 0
+    # every term of the two longer responses is in the rollup: n = 2, Σd = (4+4, 1+1), …
+    totals = await raw.fetchval(
+        "SELECT totals FROM moment_rollup WHERE NOT tree AND cardinality(totals) = 6"
+    )
+    assert totals == [2, 8, 2, 32, 8, 2]

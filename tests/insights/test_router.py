@@ -197,9 +197,19 @@ def _brute_pain(
 @pytest.mark.parametrize(
     ("seed", "state"), [(1, "pending"), (2, "folded"), (3, "moved"), (4, "rebuilt")]
 )
+@pytest.mark.parametrize("summing", ["positional", "unnested"])
 async def test_pain_points_and_drivers_equal_brute_force(
-    app: Any, client: httpx.AsyncClient, admin: dict[str, str], seed: int, state: str
+    app: Any,
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    seed: int,
+    state: str,
+    summing: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The fold sums the packed moments position by position when they are short enough,
+    # else element by element: both ways give the brute force's numbers.
+    monkeypatch.setattr(store, "POSITIONAL_TERMS", 10**6 if summing == "positional" else 0)
     posted = await _world(client, admin, seed)
     under = await settle(app, client, admin, state)
     weighed = 0
