@@ -827,19 +827,25 @@ STATISTICS_TABLES = (
 DELTA_TABLES = ("index_deltas", *(family.deltas for family in FAMILIES))
 
 
-async def vacuum_deltas(conn: Any) -> None:
+async def vacuum_deltas(conn: Any, *, skip_locked: bool = False) -> None:
     """Clear the delta tables of the rows a catch-up folded away, and analyze them.
 
     Autovacuum may be off: each folded delta leaves a dead row and a dead index entry, and the
     first read of a subtree after a large backfill would walk a million of them. Outside any
-    transaction (VACUUM cannot run in one); it does not block writers."""
-    await conn.execute(f"VACUUM (ANALYZE) {', '.join(DELTA_TABLES)}")
+    transaction (VACUUM cannot run in one); it does not block writers. `skip_locked`: leave a
+    table that another process is vacuuming or analyzing (an import's end) to it, rather than
+    wait for it."""
+    options = "ANALYZE, SKIP_LOCKED" if skip_locked else "ANALYZE"
+    await conn.execute(f"VACUUM ({options}) {', '.join(DELTA_TABLES)}")
 
 
-async def analyze(conn: Any, tables: Sequence[str] = STATISTICS_TABLES) -> None:
+async def analyze(
+    conn: Any, tables: Sequence[str] = STATISTICS_TABLES, *, skip_locked: bool = False
+) -> None:
     """Refresh the planner's statistics of the tables a bulk change touched (autovacuum may be
     off, or late: a read must not be planned on the row counts of an empty table)."""
-    await conn.execute(f"ANALYZE {', '.join(tables)}")
+    options = " (SKIP_LOCKED)" if skip_locked else ""
+    await conn.execute(f"ANALYZE{options} {', '.join(tables)}")
 
 
 # The statement triggers on UPDATE of responses that append deltas (migrations).

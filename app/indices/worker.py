@@ -46,7 +46,9 @@ async def analyze_rollups(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        await store.vacuum_deltas(raw)
+        # An import that ends vacuums and analyzes the same tables: not waited for (it would
+        # hold this worker past its statement timeout), they are being done.
+        await store.vacuum_deltas(raw, skip_locked=True)
         await store.analyze(
             raw,
             [
@@ -54,6 +56,7 @@ async def analyze_rollups(engine: AsyncEngine) -> None:
                 for t in store.STATISTICS_TABLES
                 if t != "responses" and t not in store.DELTA_TABLES
             ],
+            skip_locked=True,
         )
 
 

@@ -316,3 +316,16 @@ async def test_every_fold_round_is_planned_afresh(engine: Any) -> None:
         folds = [i for i, q in enumerate(statements) if "WITH batch AS (" in q]
         assert folds, statements
         assert statements.index("DISCARD PLANS") < folds[0]
+
+
+async def test_the_workers_vacuum_leaves_a_table_another_process_is_vacuuming(
+    engine: Any,
+) -> None:
+    """An import that ends vacuums and analyzes the same tables as the worker after a
+    catch-up; the worker skips a table it cannot lock at once instead of waiting past its
+    statement timeout (it did: "index fold failed … statement timeout")."""
+    async with engine.connect() as holder:
+        raw = (await holder.get_raw_connection()).driver_connection
+        async with raw.transaction():
+            await raw.execute("LOCK TABLE index_deltas IN SHARE UPDATE EXCLUSIVE MODE")
+            await asyncio.wait_for(worker.analyze_rollups(engine), timeout=20)
