@@ -34,7 +34,7 @@ from app.surveys.models import StageType
 # Rollup rows are updated in place by every fold: with room left on each page the update is a
 # HOT one (no new index entries, and the page prunes its dead versions itself, which matters
 # with autovacuum off). Measured under single posts: 94% HOT updates against 12%, tables a
-# sixth of the size, 15% less PostgreSQL CPU per post.
+# fifth of the size, the p99 of single posts halved (bench/run_hot.py).
 ROLLUP_FILLFACTOR = 70
 _ROLLUP_STORAGE = {"postgresql_with": {"fillfactor": ROLLUP_FILLFACTOR}}
 
