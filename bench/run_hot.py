@@ -20,6 +20,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
+from app.indices import store
 from bench.common import (
     create_key,
     database_url,
@@ -33,15 +34,7 @@ from bench.ingest import run_wrk
 from bench.load import setup
 from bench.single_post import _bodies, _cpu_seconds, _postgres_pids
 
-ROLLUPS = (
-    "index_rollup",
-    "index_rollup_stage",
-    "index_rollup_survey",
-    "index_rollup_segment",
-    "choice_rollup",
-    "moment_rollup",
-    "index_rollup_day",
-)
+ROLLUPS = tuple(rollup.table for rollup in store.ROLLUPS)
 
 
 async def _set_fillfactor(url: str, fillfactor: int) -> None:
