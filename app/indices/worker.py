@@ -73,17 +73,20 @@ async def run(
     caught_up = 0  # rows folded since the statistics were last refreshed
     while not stop.is_set():
         folded = 0
+        doing = "index fold"
         try:
             folded = await fold_once(engine)
             caught_up += folded
             if folded < store.FOLD_CHUNK and caught_up >= analyze_after:
+                doing = "vacuum and analyze of the index tables"
                 await analyze_rollups(engine)
                 logger.info("analyzed the index tables after folding %d rows", caught_up)
                 caught_up = 0
         except Exception as exc:  # the database may be away; readers stay exact without the fold
             # One traceback per outage, then a line per attempt: not a traceback every second.
             logger.warning(
-                "index fold failed (%s: %s); retrying",
+                "%s failed (%s: %s); retrying",
+                doing,
                 type(exc).__name__,
                 exc,
                 exc_info=not failing,

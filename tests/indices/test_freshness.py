@@ -329,3 +329,25 @@ async def test_the_workers_vacuum_leaves_a_table_another_process_is_vacuuming(
         async with raw.transaction():
             await raw.execute("LOCK TABLE index_deltas IN SHARE UPDATE EXCLUSIVE MODE")
             await asyncio.wait_for(worker.analyze_rollups(engine), timeout=20)
+
+
+async def test_a_failed_statistics_refresh_is_logged_as_what_it_is(
+    engine: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    async def folded(_engine: Any) -> int:
+        return 5
+
+    async def refused(_engine: Any) -> None:
+        raise OSError("database away")
+
+    monkeypatch.setattr(worker, "fold_once", folded)
+    monkeypatch.setattr(worker, "analyze_rollups", refused)
+    stop = asyncio.Event()
+    with caplog.at_level("WARNING", logger="cx_survey.indices"):
+        task = asyncio.create_task(worker.run(engine, interval=0.05, stop=stop, analyze_after=1))
+        await asyncio.sleep(0.2)
+        stop.set()
+        await task
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages
+    assert all(m.startswith("vacuum and analyze of the index tables failed") for m in messages)
