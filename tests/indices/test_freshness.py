@@ -293,7 +293,8 @@ async def test_a_folded_backlog_ends_with_fresh_statistics(
 async def test_every_fold_round_is_planned_afresh(engine: Any) -> None:
     """A statement without parameters keeps the plan it first got: one planned on empty
     deltas (a server that started before a bulk load, autovacuum off) nested loops over a
-    50,000-row chunk for minutes (measured: 65 s to the timeout, against 9 s planned afresh).
+    50,000-row chunk for minutes (bench/run_replan.py: past a 120 s timeout, against 8.7 s
+    replanned).
     So each round discards the connection's plans before its fold statements."""
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
