@@ -49,11 +49,12 @@ async def _set_fillfactor(url: str, fillfactor: int) -> None:
 async def _rollup_stats(url: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(plain(url))
     try:
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT relname, n_tup_upd, n_tup_hot_upd, pg_relation_size(relid) / 8192 AS pages"
             " FROM pg_stat_user_tables WHERE relname = ANY($1) ORDER BY relname",
             list(ROLLUPS),
         )
+        return rows
     finally:
         await conn.close()
 
