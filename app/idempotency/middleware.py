@@ -20,7 +20,7 @@ from app.keys.cache import verify
 from app.platform.errors import AppError, Unauthenticated, render, unexpected
 from app.platform.logs import ANSWERED_ROUTE
 from app.platform.metrics import IDEMPOTENT_REPLAYS
-from app.platform.middleware import HttpMiddleware
+from app.platform.middleware import HttpMiddleware, bearer_key, read_body, replaying
 
 logger = logging.getLogger("cx_survey.idempotency")
 
@@ -29,26 +29,6 @@ logger = logging.getLogger("cx_survey.idempotency")
 IDEMPOTENT_PATHS = frozenset({"/v1/orgs", "/v1/surveys", "/v1/responses", "/v1/responses/batch"})
 UNSUPPORTED_PATHS = frozenset({"/v1/keys", "/v1/invitations"})
 _SEEN = IDEMPOTENT_PATHS | UNSUPPORTED_PATHS
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            return credentials.strip() if scheme.lower() == "bearer" else None
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client left first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _idempotency_key(values: list[str], path: str) -> str:
@@ -79,11 +59,11 @@ class Idempotency(HttpMiddleware):
             await self.app(scope, receive, send)
             return
         scope[ANSWERED_ROUTE] = path  # a literal route path: what logs and metrics name
-        raw_key = _bearer(scope)
+        raw_key = bearer_key(scope)
         if raw_key is None:  # refused as usual, with the usual 401
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
         state = scope["app"].state
@@ -101,7 +81,7 @@ class Idempotency(HttpMiddleware):
                     session, claim=request, ttl_seconds=state.settings.idempotency_ttl_seconds
                 )
         except Unauthenticated:  # the app refuses the key as usual
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         except Exception as error:
             await _answer(scope, receive, send, error)
@@ -111,7 +91,7 @@ class Idempotency(HttpMiddleware):
             IDEMPOTENT_REPLAYS.inc()
             await _replay(outcome, send)
             return
-        await self._run(scope, _replaying(body, receive), send, state, outcome)
+        await self._run(scope, replaying(body, receive), send, state, outcome)
 
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, state: State, claim: Claim
@@ -153,20 +133,6 @@ async def _settle(state: State, claim: Claim, answer: Stored | None, path: str) 
                 await service.store(session, claim=claim, answer=answer, path=path)
     except Exception as error:
         logger.warning("idempotency record not settled: %s", type(error).__name__)
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands the app the body already read, then waits for the client as usual."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _replay(stored: Stored, send: Send) -> None:

@@ -681,7 +681,7 @@ def _fold_family(family: Family, *, terms: int | None = None) -> str:
 _FOLD = f"""
 WITH batch AS (
     DELETE FROM index_deltas
-    WHERE id IN (SELECT id FROM index_deltas ORDER BY id LIMIT {FOLD_CHUNK})
+    WHERE id IN (SELECT id FROM {_chunk("index_deltas")})
     RETURNING org_id, {_columns(DELTA_KEY)}, {_columns(STATS)}
 ), fanned AS (
     {_fanned("batch", DELTA_KEY + STATS)}

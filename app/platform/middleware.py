@@ -24,6 +24,43 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def bearer_key(scope: Scope) -> str | None:
+    """The key of `Authorization: Bearer …` (the first such header), parsed as FastAPI's
+    HTTPBearer parses it; None when there is none."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            credentials = credentials.strip()
+            return credentials if scheme.lower() == "bearer" and credentials else None
+    return None
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client left first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then waits for the client as usual."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class HttpMiddleware:
     """An ASGI middleware for HTTP requests; lifespan and other scopes pass through untouched."""
 

@@ -16,50 +16,18 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.keys.cache import verify
 from app.keys.scopes import Scope as KeyScope
 from app.keys.service import Principal
 from app.platform.deps import check_rate, sync_tree
 from app.platform.logs import ANSWERED_ROUTE
-from app.platform.middleware import HttpMiddleware
+from app.platform.middleware import HttpMiddleware, bearer_key, read_body, replaying
 from app.responses.router import post_single
 from app.responses.schemas import ResponseIn
 
 PATH = "/v1/responses"
-
-
-def _bearer(scope: Scope) -> str | None:
-    """The credentials of `Authorization: Bearer …`, parsed as FastAPI's HTTPBearer does."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":  # the first one, as Headers.get takes it
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            credentials = credentials.strip()
-            return credentials if scheme.lower() == "bearer" and credentials else None
-    return None
-
-
-async def _read(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """Every message of the request body, and the body (None when the client left first)."""
-    messages = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        if not message.get("more_body", False):
-            return messages, b"".join(m.get("body", b"") for m in messages)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A receive that hands out `messages` again, then whatever comes after them."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
 
 
 class DirectPost(HttpMiddleware):
@@ -69,12 +37,12 @@ class DirectPost(HttpMiddleware):
         if scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        messages, raw = await _read(receive)
+        raw = await read_body(receive)
         if raw is None:  # the client left, or the body limit answered and cut the body
             return
         admitted = await self._admit(scope, raw)
         if admitted is None:
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replaying(raw, receive), send)
             return
         body, principal = admitted
         scope[ANSWERED_ROUTE] = PATH  # the route the access log and the metrics name
@@ -95,7 +63,7 @@ class DirectPost(HttpMiddleware):
 
     async def _admit(self, scope: Scope, raw: bytes) -> tuple[ResponseIn, Principal] | None:
         """The body and the caller when the route would accept both, else None."""
-        credentials = _bearer(scope)
+        credentials = bearer_key(scope)
         if credentials is None:
             return None
         try:
